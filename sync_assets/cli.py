@@ -1,0 +1,198 @@
+"""The `sync-assets` command: demo, dev, sql and sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOMAIN_SCHEMAS = ("football", "stats", "steam", "streams", "torn")
+
+
+def prepare_instance_home() -> Path:
+    """Point DAGSTER_HOME at `.sync_assets/dagster_home` (holding the repo's dagster.yaml) and
+    DAGSTER_PG_URL at the embedded server, unless they are already set."""
+    from sync_assets.core.embedded import DAGSTER_DATABASE, embedded_database_url, sqlalchemy_url
+    from sync_assets.core.settings import state_dir
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = state_dir() / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.setdefault("SYNC_ASSETS_COMPUTE_LOGS", str(state_dir() / "compute_logs"))
+    if not os.environ.get("DAGSTER_PG_URL"):
+        os.environ["DAGSTER_PG_URL"] = sqlalchemy_url(embedded_database_url(DAGSTER_DATABASE))
+    return Path(os.environ["DAGSTER_HOME"])
+
+
+def start_sandbox(scale: float, port: int = 0):
+    """Start every provider stand-in in a background thread and point the settings at it."""
+    from sync_assets.sandbox.registry import build_sandbox, sandbox_environment
+
+    server = build_sandbox(scale=scale, port=port).start()
+    os.environ.update(sandbox_environment(server.url))
+    return server
+
+
+def row_counts() -> list[tuple[str, int]]:
+    """Rows per table in every domain schema of the configured database."""
+    import psycopg
+    from psycopg import sql
+
+    from sync_assets.core.postgres import database_url_for
+
+    counts = []
+    with psycopg.connect(database_url_for(None), autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema = ANY(%s) AND table_type = 'BASE TABLE' ORDER BY 1, 2",
+            (list(DOMAIN_SCHEMAS),),
+        ).fetchall()
+        for schema, table in tables:
+            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+            counts.append((f"{schema}.{table}", conn.execute(query).fetchone()[0]))
+    return counts
+
+
+def run_demo(scale: float) -> int:
+    import dagster as dg
+
+    from sync_assets.definitions import defs
+    from sync_assets.sandbox.registry import seed_app_tables
+
+    started = time.monotonic()
+    prepare_instance_home()
+    server = start_sandbox(scale)
+    seed_app_tables(scale)
+    instance = dg.DagsterInstance.get()
+    ok = True
+    for job_name in demo_jobs():
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        print(f"{job_name}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
+        ok = ok and result.success
+    server.stop()
+    print(f"\n{'table':<40} {'rows':>10}")
+    for table, count in row_counts():
+        print(f"{table:<40} {count:>10}")
+    print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
+    return 0 if ok else 1
+
+
+def demo_jobs() -> list[str]:
+    """all_syncs_job, then any per-partition jobs the domains ask the demo to run."""
+    from sync_assets.definitions import DOMAINS
+
+    jobs = ["all_syncs_job"]
+    for domain in DOMAINS:
+        jobs.extend(getattr(domain, "DEMO_EXTRA_JOBS", ()))
+    return jobs
+
+
+def run_dev(scale: float, port: int) -> int:
+    from sync_assets.sandbox.registry import seed_app_tables
+
+    prepare_instance_home()
+    server = start_sandbox(scale)
+    seed_app_tables(scale)
+    print(f"sandbox at {server.url}; Dagster UI at http://127.0.0.1:{port}", flush=True)
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(REPO_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    process = subprocess.Popen(command, cwd=REPO_ROOT)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+    finally:
+        server.stop()
+
+
+def run_sql(statement: str, as_csv: bool) -> int:
+    import psycopg
+
+    from sync_assets.core.postgres import database_url_for
+
+    with psycopg.connect(database_url_for(None), autocommit=True) as conn:
+        cursor = conn.execute(statement)  # type: ignore[arg-type]
+        if cursor.description is None:
+            print(cursor.statusmessage)
+            return 0
+        header = [c.name for c in cursor.description]
+        rows = cursor.fetchall()
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(rows)
+    else:
+        from tabulate import tabulate
+
+        print(tabulate(rows, headers=header, tablefmt="psql"))
+    return 0
+
+
+def run_sandbox(scale: float, port: int) -> int:
+    from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
+
+    server = build_sandbox(scale=scale, port=port)
+    os.environ.update(sandbox_environment(server.url))
+    seed_app_tables(scale)
+    for key, value in sandbox_environment(server.url).items():
+        print(f"export {key}={value}")
+    print(f"# sandbox serving on {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sync-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="embedded Postgres + sandbox + every job, then row counts")
+    demo.add_argument("--scale", type=float, default=1.0)
+    dev = sub.add_parser(
+        "dev", help="dagster dev (UI and daemon) on the embedded database and sandbox"
+    )
+    dev.add_argument("--scale", type=float, default=1.0)
+    dev.add_argument("--port", type=int, default=3000)
+    query = sub.add_parser("sql", help="run SQL against the configured database")
+    query.add_argument("statement")
+    query.add_argument("--csv", action="store_true", help="machine-readable output")
+    box = sub.add_parser("sandbox", help="serve the provider stand-ins alone")
+    box.add_argument("--scale", type=float, default=1.0)
+    box.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        return run_demo(args.scale)
+    if args.command == "dev":
+        return run_dev(args.scale, args.port)
+    if args.command == "sql":
+        return run_sql(args.statement, args.csv)
+    return run_sandbox(args.scale, args.port)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""HTTP client base for provider APIs: timeouts, retries, a shared token bucket, redaction.
+
+Retries are urllib3's `Retry` (exponential backoff with jitter, `Retry-After` in seconds or as
+an HTTP date); the subclass here caps the hint, ignores values <= 0 and counts retries. The rate
+limit is pyrate-limiter's token bucket, one per client and shared by every thread using it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from pyrate_limiter import Duration, Limiter, Rate, StateBucket, TokenBucket
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from sync_assets.core.redaction import redact, register_secret
+
+RETRY_STATUSES = frozenset({429, 499, 500, 502, 503, 504})
+
+
+class ApiError(RuntimeError):
+    """A provider call failed; the message is already redacted."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+        super().__init__(redact(message))
+        self.status = status
+        self.retryable = retryable
+
+
+@dataclass
+class CallStats:
+    """Counters shared by every thread of one client."""
+
+    requests: int = 0
+    retries: int = 0
+    retry_waits: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def count_retry(self, waited: float | None = None) -> None:
+        with self._lock:
+            self.retries += 1
+            if waited is not None:
+                self.retry_waits.append(waited)
+
+
+class CappedRetry(Retry):
+    """urllib3 Retry that caps `Retry-After`, treats <= 0 as no hint and counts retries."""
+
+    retry_after_cap: float = 60.0
+    stats: CallStats | None = None
+
+    def new(self, **kw: Any) -> CappedRetry:
+        fresh = super().new(**kw)
+        fresh.retry_after_cap = self.retry_after_cap
+        fresh.stats = self.stats
+        return fresh
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        try:
+            seconds = float(retry_after.strip())
+        except ValueError:
+            try:
+                seconds = super().parse_retry_after(retry_after)
+            except Exception:
+                return 0.0
+        if seconds <= 0:
+            return 0.0
+        return min(seconds, self.retry_after_cap)
+
+    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+        result = super().increment(*args, **kwargs)
+        if self.stats is not None:
+            self.stats.count_retry()
+        return result
+
+    def sleep(self, response: Any = None) -> None:
+        started = time.monotonic()
+        super().sleep(response)
+        if self.stats is not None:
+            with self.stats._lock:
+                self.stats.retry_waits.append(time.monotonic() - started)
+
+
+def token_bucket(
+    requests_per_period: int, period_seconds: float, burst: int | None = None
+) -> Limiter:
+    """A token bucket admitting `requests_per_period` per `period_seconds`, shared by threads."""
+    interval_ms = max(1, int(period_seconds * Duration.SECOND))
+    rate = Rate(requests_per_period, interval_ms, burst=burst or requests_per_period)
+    return Limiter(StateBucket([rate], algorithm=TokenBucket()), buffer_ms=5)
+
+
+class ApiClient:
+    """A `requests.Session` wrapper every provider client builds on."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secrets: tuple[str | None, ...] = (),
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_retries: int = 5,
+        backoff_factor: float = 0.5,
+        backoff_max: float = 30.0,
+        retry_after_cap: float = 60.0,
+        limiter: Limiter | None = None,
+        pool_size: int = 32,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+    ) -> None:
+        register_secret(*secrets)
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        self.limiter = limiter
+        self.stats = CallStats()
+        retry = CappedRetry(
+            total=max_retries,
+            connect=max_retries,
+            read=max_retries,
+            status=max_retries,
+            other=0,
+            allowed_methods=None,
+            status_forcelist=retry_statuses,
+            backoff_factor=backoff_factor,
+            backoff_max=backoff_max,
+            backoff_jitter=backoff_factor,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        retry.retry_after_cap = retry_after_cap
+        retry.stats = self.stats
+        self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update(headers or {})
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send one request (after the rate limit admits it); errors come back redacted."""
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        if self.limiter is not None:
+            self.limiter.try_acquire("requests", blocking=True)
+        self.stats.count_request()
+        failure: str | None = None
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            # Built outside the except block so no chained exception carries the raw URL.
+            failure = f"{method} {path.split('?')[0]} failed: {type(exc).__name__}: {exc}"
+        if failure is not None:
+            raise ApiError(failure, retryable=True)
+        return response
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> requests.Response:
+        return self.request("GET", path, params=params)
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET and decode JSON; a non-2xx status or an unreadable body raises ApiError."""
+        response = self.get(path, params)
+        if response.status_code >= 400:
+            raise ApiError(
+                f"GET {path} answered HTTP {response.status_code} after "
+                f"{self.stats.retries} retries",
+                status=response.status_code,
+                retryable=response.status_code in RETRY_STATUSES,
+            )
+        return decode_json(response, path)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def decode_json(response: requests.Response, path: str) -> Any:
+    """Decode a JSON body, tolerating a UTF-8 byte-order mark; a bad body raises ApiError."""
+    text = response.content.decode("utf-8-sig", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        reason = f"{exc}"
+    raise ApiError(f"GET {path} returned a body that is not JSON ({reason})", retryable=True)

@@ -1,0 +1,170 @@
+"""Bulk upsert: COPY into a temporary table, then one `INSERT ... ON CONFLICT` statement.
+
+Runs inside the caller's transaction. Rows whose values did not change are not rewritten, so a
+re-run that finds nothing new writes nothing and leaves `updated_at` alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+COPY_BATCH = 50_000
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    """What one upsert did: rows inserted, updated (values changed) and left unchanged."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+
+    @property
+    def staged(self) -> int:
+        return self.inserted + self.updated + self.unchanged + self.duplicates
+
+    def as_metadata(self, prefix: str = "") -> dict[str, int]:
+        return {
+            f"{prefix}inserted": self.inserted,
+            f"{prefix}updated": self.updated,
+            f"{prefix}unchanged": self.unchanged,
+        }
+
+
+def _frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> Iterable[tuple[Any, ...]]:
+    subset = frame[list(columns)].astype(object)
+    subset = subset.where(pd.notna(subset), None)
+    return subset.itertuples(index=False, name=None)
+
+
+def upsert_frame(
+    conn: psycopg.Connection,
+    table: str,
+    frame: pd.DataFrame,
+    key_columns: Sequence[str],
+    *,
+    touch_column: str | None = "updated_at",
+) -> UpsertCounts:
+    """Upsert every column of `frame` into `table` (in the connection's search_path)."""
+    columns = list(frame.columns)
+    return upsert_rows(
+        conn, table, columns, _frame_rows(frame, columns), key_columns, touch_column=touch_column
+    )
+
+
+def upsert_rows(
+    conn: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    key_columns: Sequence[str],
+    *,
+    touch_column: str | None = "updated_at",
+) -> UpsertCounts:
+    """Upsert `rows` (tuples in `columns` order), keyed on `key_columns`.
+
+    Rows are streamed to COPY in batches, so memory stays flat however many rows come. When a
+    key appears twice in `rows`, the last one wins and the earlier ones count as duplicates.
+    `touch_column`, when the table has it, is set to now() on insert and on a real change only.
+    """
+    missing = [k for k in key_columns if k not in columns]
+    if missing:
+        raise ValueError(f"key columns {missing} are not among the upserted columns of {table}")
+    stage = sql.Identifier(f"_stage_{table}")
+    target = sql.Identifier(table)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in key_columns)
+    value_columns = [c for c in columns if c not in key_columns]
+
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA"
+        ).format(stage=stage, cols=cols, target=target)
+    )
+    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN _ord bigserial").format(stage))
+    staged = 0
+    with conn.cursor() as cur:
+        copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)
+        iterator = iter(rows)
+        while batch := list(itertools.islice(iterator, COPY_BATCH)):
+            with cur.copy(copy_stmt) as copy:
+                for row in batch:
+                    copy.write_row(row)
+            staged += len(batch)
+    if staged == 0:
+        conn.execute(sql.SQL("DROP TABLE {}").format(stage))
+        return UpsertCounts()
+
+    has_touch = (
+        touch_column is not None
+        and touch_column not in columns
+        and _has_column(conn, table, touch_column)
+    )
+    insert_cols = list(columns) + ([touch_column] if has_touch else [])
+    select_values = [sql.Identifier(c) for c in columns] + ([sql.SQL("now()")] if has_touch else [])
+    assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in value_columns]
+    if has_touch:
+        assignments.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
+
+    if value_columns:
+        changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
+            sql.SQL(", ").join(
+                sql.SQL("{}.{}").format(target, sql.Identifier(c)) for c in value_columns
+            ),
+            sql.SQL(", ").join(
+                sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in value_columns
+            ),
+        )
+        if len(value_columns) == 1:
+            changed = sql.SQL("{}.{} IS DISTINCT FROM EXCLUDED.{}").format(
+                target, sql.Identifier(value_columns[0]), sql.Identifier(value_columns[0])
+            )
+        conflict = sql.SQL("DO UPDATE SET {} WHERE {}").format(
+            sql.SQL(", ").join(assignments), changed
+        )
+    else:
+        conflict = sql.SQL("DO NOTHING")
+
+    statement = sql.SQL(
+        "WITH latest AS ("
+        " SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, _ord DESC"
+        "), written AS ("
+        " INSERT INTO {target} ({insert_cols}) SELECT {select_values} FROM latest"
+        " ON CONFLICT ({keys}) {conflict} RETURNING (xmax = 0) AS inserted"
+        ") SELECT (SELECT count(*) FROM latest),"
+        " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
+    ).format(
+        keys=keys,
+        cols=cols,
+        stage=stage,
+        target=target,
+        insert_cols=sql.SQL(", ").join(sql.Identifier(c) for c in insert_cols),
+        select_values=sql.SQL(", ").join(select_values),
+        conflict=conflict,
+    )
+    distinct, inserted, updated = conn.execute(statement).fetchone()  # type: ignore[misc]
+    conn.execute(sql.SQL("DROP TABLE {}").format(stage))
+    return UpsertCounts(
+        inserted=inserted,
+        updated=updated,
+        unchanged=distinct - inserted - updated,
+        duplicates=staged - distinct,
+    )
+
+
+def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = %s AND column_name = %s",
+        (table, column),
+    ).fetchone()
+    return row is not None

@@ -1,0 +1,86 @@
+"""Lazy pandera validation: bad rows are dropped, counted and sampled, never silently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from sync_assets.core.redaction import redact
+
+SAMPLE_SIZE = 5
+
+
+class TooManyInvalidError(RuntimeError):
+    """More rows failed validation than the run's threshold allows."""
+
+
+@dataclass
+class ValidationOutcome:
+    """The rows that passed, and what was wrong with the ones that did not."""
+
+    valid: pd.DataFrame
+    fetched: int
+    invalid: int
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def invalid_fraction(self) -> float:
+        return self.invalid / self.fetched if self.fetched else 0.0
+
+    def as_metadata(self, prefix: str = "") -> dict[str, Any]:
+        return {
+            f"{prefix}fetched": self.fetched,
+            f"{prefix}valid": len(self.valid),
+            f"{prefix}invalid": self.invalid,
+        }
+
+
+def validate_frame(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema | type, *, name: str = "rows"
+) -> ValidationOutcome:
+    """Validate every row at once (lazy) and split `frame` into valid rows and rejections."""
+    model = schema.to_schema() if hasattr(schema, "to_schema") else schema
+    fetched = len(frame)
+    try:
+        valid = model.validate(frame, lazy=True)
+        return ValidationOutcome(valid=valid, fetched=fetched, invalid=0)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+        bad_index = cases["index"].dropna().unique()
+        frame_level = cases[cases["index"].isna()]
+        if len(frame_level):
+            details = "; ".join(
+                f"{row.column}: {row.check}" for row in frame_level.head(SAMPLE_SIZE).itertuples()
+            )
+            raise TooManyInvalidError(
+                f"{name} failed a table-level check: {redact(details)}"
+            ) from None
+        samples = []
+        for row in cases.drop_duplicates("index").head(SAMPLE_SIZE).itertuples():
+            samples.append(
+                {
+                    "row": int(row.index) if pd.notna(row.index) else None,
+                    "column": str(row.column),
+                    "check": redact(row.check),
+                    "value": redact(row.failure_case)[:200],
+                }
+            )
+        remaining = frame.drop(index=[i for i in bad_index if i in frame.index])
+        valid = model.validate(remaining, lazy=True) if len(remaining) else remaining
+        return ValidationOutcome(
+            valid=valid, fetched=fetched, invalid=fetched - len(remaining), samples=samples
+        )
+
+
+def enforce_threshold(outcome: ValidationOutcome, threshold: float, *, name: str) -> None:
+    """Fail the run when the invalid share is above `threshold` (e.g. 0.05 for 5%)."""
+    if outcome.invalid_fraction > threshold:
+        raise TooManyInvalidError(
+            f"{name}: {outcome.invalid} of {outcome.fetched} rows invalid "
+            f"({outcome.invalid_fraction:.1%} > {threshold:.0%} allowed); nothing was written. "
+            f"Samples: {outcome.samples}"
+        )

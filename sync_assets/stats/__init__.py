@@ -1,0 +1,5 @@
+"""The stats domain (being built)."""
+
+import dagster as dg
+
+defs = dg.Definitions()

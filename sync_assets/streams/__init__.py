@@ -1,0 +1,5 @@
+"""The streams domain (being built)."""
+
+import dagster as dg
+
+defs = dg.Definitions()
