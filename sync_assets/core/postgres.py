@@ -69,6 +69,8 @@ class PostgresResource(dg.ConfigurableResource):
             conn.execute(
                 sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema_name))
             )
+            # Staging tables for bulk upserts live in temp buffers; the 8 MB default spills.
+            conn.execute("SET temp_buffers = '128MB'")
             if not autocommit:
                 conn.commit()
             yield conn

@@ -85,21 +85,35 @@ def upsert_rows(
     value_columns = [c for c in columns if c not in key_columns]
 
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"_latest_{table}")))
     conn.execute(
         sql.SQL(
             "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA"
         ).format(stage=stage, cols=cols, target=target)
     )
-    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN _ord bigserial").format(stage))
+    types = [
+        row[0]
+        for row in conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (f"pg_temp._stage_{table}",),
+        )
+    ]
     staged = 0
-    with conn.cursor() as cur:
-        copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)
-        iterator = iter(rows)
-        while batch := list(itertools.islice(iterator, COPY_BATCH)):
-            with cur.copy(copy_stmt) as copy:
-                for row in batch:
-                    copy.write_row(row)
-            staged += len(batch)
+    binary = True
+    iterator = iter(rows)
+    while batch := list(itertools.islice(iterator, COPY_BATCH)):
+        if binary:
+            try:
+                with conn.transaction():  # a savepoint: a failed binary batch leaves no trace
+                    _copy_batch(conn, stage, cols, batch, types)
+            except (TypeError, ValueError, psycopg.Error):
+                # Binary COPY needs each Python value to match its column's type exactly (a
+                # float for a numeric, a str for a date); text COPY lets the server parse it.
+                binary = False
+        if not binary:
+            _copy_batch(conn, stage, cols, batch, None)
+        staged += len(batch)
     if staged == 0:
         conn.execute(sql.SQL("DROP TABLE {}").format(stage))
         return UpsertCounts()
@@ -134,31 +148,63 @@ def upsert_rows(
     else:
         conflict = sql.SQL("DO NOTHING")
 
+    distinct = conn.execute(
+        sql.SQL("SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {stage}) AS k").format(
+            keys=keys, stage=stage
+        )
+    ).fetchone()[0]  # type: ignore[index]
+    if distinct == staged:
+        source = stage  # the common case: no key twice, so no sort is needed
+    else:
+        # Last one wins: a freshly COPYed temp table keeps insertion order in ctid.
+        source = sql.Identifier(f"_latest_{table}")
+        conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE {latest} ON COMMIT DROP AS"
+                " SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, ctid DESC"
+            ).format(latest=source, keys=keys, cols=cols, stage=stage)
+        )
     statement = sql.SQL(
-        "WITH latest AS ("
-        " SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, _ord DESC"
-        "), written AS ("
-        " INSERT INTO {target} ({insert_cols}) SELECT {select_values} FROM latest"
+        "WITH written AS ("
+        " INSERT INTO {target} ({insert_cols}) SELECT {select_values} FROM {source}"
         " ON CONFLICT ({keys}) {conflict} RETURNING (xmax = 0) AS inserted"
-        ") SELECT (SELECT count(*) FROM latest),"
-        " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
+        ") SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)"
+        " FROM written"
     ).format(
         keys=keys,
-        cols=cols,
-        stage=stage,
+        source=source,
         target=target,
         insert_cols=sql.SQL(", ").join(sql.Identifier(c) for c in insert_cols),
         select_values=sql.SQL(", ").join(select_values),
         conflict=conflict,
     )
-    distinct, inserted, updated = conn.execute(statement).fetchone()  # type: ignore[misc]
+    inserted, updated = conn.execute(statement).fetchone()  # type: ignore[misc]
     conn.execute(sql.SQL("DROP TABLE {}").format(stage))
+    if source is not stage:
+        conn.execute(sql.SQL("DROP TABLE {}").format(source))
     return UpsertCounts(
         inserted=inserted,
         updated=updated,
         unchanged=distinct - inserted - updated,
         duplicates=staged - distinct,
     )
+
+
+def _copy_batch(
+    conn: psycopg.Connection,
+    stage: sql.Identifier,
+    cols: sql.Composable,
+    batch: list[Sequence[Any]],
+    binary_types: list[str] | None,
+) -> None:
+    """COPY one batch: binary when `binary_types` is given (about twice as fast), else text."""
+    options = sql.SQL(" (FORMAT BINARY)") if binary_types else sql.SQL("")
+    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(stage, cols, options)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        if binary_types:
+            copy.set_types(binary_types)
+        for row in batch:
+            copy.write_row(row)
 
 
 def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:
