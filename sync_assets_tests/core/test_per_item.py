@@ -1,0 +1,139 @@
+"""run_per_item: bounded concurrency, chunked commits, early stops and interrupts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from sync_assets.core.per_item import ItemResult, StopBatch, run_per_item
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+        self.started: list[int] = []
+        self.chunks: list[list[int]] = []
+
+    def fetch(self, delay: float = 0.005):
+        def run(item: int) -> ItemResult[int]:
+            with self.lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+                self.started.append(item)
+            try:
+                time.sleep(delay)
+                if item % 10 == 3:
+                    raise RuntimeError(f"item {item} broke")
+                if item % 10 == 7:
+                    return ItemResult.skipped(item, "not available")
+                return ItemResult.succeeded(item, item * 2)
+            finally:
+                with self.lock:
+                    self.active -= 1
+
+        return run
+
+    def commit(self, results: list[ItemResult[int]]) -> None:
+        self.chunks.append([r.item for r in results])
+
+    @property
+    def committed(self) -> list[int]:
+        return [i for chunk in self.chunks for i in chunk]
+
+
+def test_counts_bounded_concurrency_and_chunks() -> None:
+    rec = Recorder()
+    report = run_per_item(range(250), rec.fetch(), rec.commit, concurrency=4, chunk_size=100)
+    assert rec.peak <= 4
+    assert sorted(rec.committed) == list(range(250))
+    assert [len(c) for c in rec.chunks] == [100, 100, 50]
+    assert (report.processed, report.failed, report.skipped) == (250, 25, 25)
+    assert report.succeeded == 200 and report.committed == 250
+    assert "item 3 broke" in report.failure_samples[0]
+    assert not report.stopped_early
+
+
+def test_items_are_taken_lazily_and_stop_batch_ends_cleanly() -> None:
+    rec = Recorder()
+    pulled: list[int] = []
+
+    def items():
+        for i in range(10_000):
+            pulled.append(i)
+            yield i
+
+    def fetch(item: int) -> ItemResult[int]:
+        if item == 40:
+            raise StopBatch("provider blocked us (HTTP 403)")
+        return rec.fetch(0.002)(item)
+
+    report = run_per_item(items(), fetch, rec.commit, concurrency=3, chunk_size=25)
+    assert report.stopped_early and "403" in report.stop_reason
+    assert 40 not in rec.committed
+    assert len(pulled) < 50  # nothing is pulled far ahead of the free slots
+    assert report.committed == report.processed == len(rec.committed)
+    assert set(rec.committed) >= set(range(37))
+
+
+def test_stop_requested_is_polled() -> None:
+    rec = Recorder()
+    flag = threading.Event()
+    threading.Timer(0.2, flag.set).start()
+    report = run_per_item(
+        range(100_000),
+        rec.fetch(0.01),
+        rec.commit,
+        concurrency=2,
+        stop_requested=flag.is_set,
+        stop_poll_seconds=0.05,
+    )
+    assert report.stopped_early and "cancel" in report.stop_reason
+    assert 0 < report.committed < 1000
+    assert report.committed == len(set(rec.committed))
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need main thread"
+)
+def test_a_real_signal_interrupt_commits_finished_items_and_is_returned() -> None:
+    rec = Recorder()
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupt)
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        report = run_per_item(
+            range(100_000), rec.fetch(0.01), rec.commit, concurrency=4, chunk_size=20
+        )
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert isinstance(report.interrupted, KeyboardInterrupt)
+    assert report.stopped_early and "interrupted" in report.stop_reason
+    assert 0 < report.committed == report.processed == len(set(rec.committed))
+    # Every started item either finished and was committed, or was still in flight.
+    assert len(rec.started) - report.committed <= 4
+    with pytest.raises(KeyboardInterrupt):
+        report.raise_if_interrupted()
+
+
+def test_commit_failure_propagates_and_counts_only_what_was_committed() -> None:
+    calls = []
+
+    def commit(results):
+        calls.append(len(results))
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError, match="database went away"):
+        run_per_item(
+            range(50), lambda i: ItemResult.succeeded(i), commit, concurrency=2, chunk_size=10
+        )
+    assert calls == [10, 10]
