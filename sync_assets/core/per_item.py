@@ -12,18 +12,21 @@ One call runs a whole batch::
             raise StopBatch("the store answered 403")   # stop taking new items
         return ItemResult.succeeded(appid, row)  # any exception -> ItemResult.failed(...)
 
-    def commit(results: list[ItemResult]) -> None:  # runs on the calling thread, one chunk
+    def commit(results: list[ItemResult]) -> list[ItemResult] | None:  # calling thread
         with db.transaction() as conn: ...          # write rows AND per-item state together
+        return demoted                              # optional: results that replace some of
+                                                    # the chunk's (e.g. failed validation)
 
     report = run_per_item(
-        items,                       # any iterable, consumed lazily (one item per free slot)
+        items,                       # hashable ids, consumed lazily (one per free slot)
         fetch,
         commit,
         concurrency=8,               # items in flight at once
         chunk_size=100,              # completed items per commit
         progress_every=100,          # a progress line in `log` every N processed items
         stop_requested=is_canceling, # polled every `stop_poll_seconds`; True -> stop cleanly
-        request_stats=client.stats,  # anything with .requests and .retries (ApiClient.stats)
+        request_stats=client.stats,  # .requests (calls) and .retries, as ApiClient.stats;
+                                     # the report's `requests` counts every HTTP attempt
         log=context.log,
     )
     context.add_output_metadata(report.as_metadata())
@@ -115,16 +118,21 @@ class PerItemReport:
     def requests_per_second(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
-    def count(self, result: ItemResult[Any]) -> None:
-        self.processed += 1
+    def count(self, result: ItemResult[Any], step: int = 1) -> None:
+        self.processed += step
         if result.status == SUCCEEDED:
-            self.succeeded += 1
+            self.succeeded += step
         elif result.status == SKIPPED:
-            self.skipped += 1
+            self.skipped += step
         else:
-            self.failed += 1
-            if len(self.failure_samples) < 5 and result.reason:
+            self.failed += step
+            if step > 0 and len(self.failure_samples) < 5 and result.reason:
                 self.failure_samples.append(f"{result.item}: {result.reason}"[:300])
+
+    def replace(self, old: ItemResult[Any], new: ItemResult[Any]) -> None:
+        """Recount an item whose outcome changed at commit time (e.g. invalid after all)."""
+        self.count(old, -1)
+        self.count(new)
 
     def summary(self) -> str:
         return (
@@ -160,7 +168,7 @@ _END = object()
 def run_per_item[T](
     items: Iterable[T],
     fetch: Callable[[T], ItemResult[T]],
-    commit: Callable[[list[ItemResult[T]]], None],
+    commit: Callable[[list[ItemResult[T]]], Iterable[ItemResult[T]] | None],
     *,
     concurrency: int = 8,
     chunk_size: int = 100,
@@ -228,7 +236,13 @@ def run_per_item[T](
     def flush(full_chunks_only: bool = False) -> None:
         while pending and (len(pending) >= chunk_size or not full_chunks_only):
             chunk = pending[:chunk_size]
-            commit(chunk)
+            replaced = commit(chunk)
+            if replaced:
+                originals = {r.item: r for r in chunk}
+                for new in replaced:
+                    old = originals.get(new.item)
+                    if old is not None and old.status != new.status:
+                        report.replace(old, new)
             del pending[: len(chunk)]
             report.committed += len(chunk)
             report.chunks += 1
@@ -236,8 +250,8 @@ def run_per_item[T](
     def _refresh_stats() -> None:
         report.seconds = time.monotonic() - started
         if request_stats is not None:
-            report.requests = request_stats.requests - base_requests
             report.retries = request_stats.retries - base_retries
+            report.requests = request_stats.requests - base_requests + report.retries
 
     iterator = iter(items)
     exhausted = False

@@ -14,7 +14,7 @@ from types import ModuleType
 
 from sync_assets.sandbox.server import Provider, SandboxServer
 
-SANDBOX_MODULES = ("football",)
+SANDBOX_MODULES = ("football", "steam")
 
 
 def sandbox_modules() -> list[ModuleType]:

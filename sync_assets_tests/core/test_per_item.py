@@ -137,3 +137,14 @@ def test_commit_failure_propagates_and_counts_only_what_was_committed() -> None:
             range(50), lambda i: ItemResult.succeeded(i), commit, concurrency=2, chunk_size=10
         )
     assert calls == [10, 10]
+
+
+def test_commit_can_demote_results_and_counters_follow() -> None:
+    def commit(results):
+        return [ItemResult.failed(r.item, "invalid row") for r in results if r.item % 2 == 0]
+
+    report = run_per_item(
+        range(10), lambda i: ItemResult.succeeded(i), commit, concurrency=2, chunk_size=4
+    )
+    assert (report.processed, report.succeeded, report.failed) == (10, 5, 5)
+    assert report.committed == 10

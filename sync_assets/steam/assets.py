@@ -1,0 +1,192 @@
+"""The steam assets: the app catalog, then per-app store details fetched under the rate limit."""
+
+import datetime as dt
+import time
+
+import dagster as dg
+from dagster import DagsterRunStatus
+from pydantic import Field
+
+from sync_assets.core.per_item import ItemResult, PerItemReport, StopBatch, run_per_item
+from sync_assets.core.postgres import PostgresResource
+from sync_assets.steam import tables
+from sync_assets.steam.client import (
+    SteamApiResource,
+    SteamStoreResource,
+    StoreBlockedError,
+    StoreSession,
+)
+from sync_assets.steam.parse import MalformedDetails, parse_app_details
+
+STOPPING = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
+
+
+class SteamCatalogConfig(dg.Config):
+    dry_run: bool = Field(default=False, description="Download and count; write nothing.")
+
+
+class SteamDetailsConfig(dg.Config):
+    batch_size: int = Field(default=200, ge=1, description="Apps fetched in this run.")
+    dry_run: bool = Field(
+        default=False, description="Fetch and validate; write nothing; report what would change."
+    )
+    max_consecutive_errors: int = Field(
+        default=5, ge=1, description="Errors in a row after which an app waits out a backoff."
+    )
+    rate_limit_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Store requests per period (default: STEAM_STORE_RATE_LIMIT, else 200).",
+    )
+    rate_limit_period_seconds: float | None = Field(
+        default=None, gt=0, description="The period of the rate limit (default 300 s)."
+    )
+    concurrency: int = Field(default=8, ge=1, le=64, description="Apps in flight at once.")
+    chunk_size: int = Field(default=100, ge=1, description="Apps committed per transaction.")
+    progress_every: int = Field(default=100, ge=1, description="A run-log line every N apps.")
+
+
+@dg.asset(group_name="steam", kinds={"python", "postgres"})
+def steam_app_catalog(
+    context: dg.AssetExecutionContext,
+    config: SteamCatalogConfig,
+    steam_api: SteamApiResource,
+    steam_db: PostgresResource,
+) -> dg.MaterializeResult:
+    """Every app the Steam Web API lists; apps that leave the list are kept and marked."""
+    started = time.monotonic()
+    tables.apply_schema(steam_db)
+    seen_at = dt.datetime.now(dt.UTC)
+    with steam_db.connect() as conn:
+        with conn.transaction(force_rollback=config.dry_run):
+            counts = tables.store_catalog(conn, steam_api.iter_app_list(), seen_at)
+    total = _count(steam_db, "SELECT count(*) FROM apps WHERE removed_from_catalog_at IS NULL")
+    context.log.info(
+        f"app list: {counts.listed} listed, {counts.new} new, {counts.removed} removed, "
+        f"{counts.invalid} invalid{' (dry run: nothing written)' if config.dry_run else ''}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dry_run": config.dry_run,
+            "listed": counts.listed,
+            "invalid": counts.invalid,
+            "new": counts.new,
+            "removed_from_catalog": counts.removed,
+            "returned_to_catalog": counts.returned,
+            "apps_in_catalog": total,
+            "invalid_samples": dg.MetadataValue.json(counts.samples or []),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+
+
+@dg.asset(group_name="steam", kinds={"python", "postgres"}, deps=[steam_app_catalog])
+def steam_app_details(
+    context: dg.AssetExecutionContext,
+    config: SteamDetailsConfig,
+    steam_store: SteamStoreResource,
+    steam_db: PostgresResource,
+) -> dg.MaterializeResult:
+    """Store details of the next batch of apps, fetched under the store's rate limit."""
+    tables.apply_schema(steam_db)
+    requests, seconds = _rate_limit(config, steam_store)
+    with steam_db.advisory_lock("steam_app_details"), steam_db.connect(autocommit=True) as conn:
+        batch = tables.select_batch(conn, config.batch_size, config.max_consecutive_errors)
+        context.log.info(
+            f"{len(batch)} apps to fetch at {requests} requests per {seconds:g} s, "
+            f"{config.concurrency} in flight{' (dry run)' if config.dry_run else ''}"
+        )
+        session = steam_store.session(requests, seconds, config.concurrency)
+        written = {"inserted": 0, "updated": 0, "unchanged": 0}
+        samples: list[dict] = []
+
+        def commit(results: list[ItemResult[int]]) -> list[ItemResult[int]]:
+            with conn.transaction(force_rollback=config.dry_run):
+                outcome = tables.record_chunk(conn, results, config.max_consecutive_errors)
+            for key, value in outcome.details.as_metadata().items():
+                written[key] += value
+            samples.extend(outcome.invalid_samples[: max(0, 5 - len(samples))])
+            return outcome.demoted
+
+        try:
+            report = run_per_item(
+                batch,
+                lambda appid: _fetch(session, appid),
+                commit,
+                concurrency=config.concurrency,
+                chunk_size=config.chunk_size,
+                progress_every=config.progress_every,
+                stop_requested=lambda: _run_is_stopping(context),
+                request_stats=session.stats,
+                log=context.log,
+                label="apps",
+            )
+        finally:
+            session.close()
+    metadata = _details_metadata(config, report, written, samples, len(batch), requests, seconds)
+    if report.interrupted is not None:
+        # Record what was done before the run ends canceled (a SIGTERM is a request to stop).
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=metadata))
+        _mark_canceling(context)
+        report.raise_if_interrupted()
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _fetch(session: StoreSession, appid: int) -> ItemResult[int]:
+    try:
+        answer = session.app_details(appid)
+    except StoreBlockedError as exc:
+        raise StopBatch(str(exc)) from None
+    if answer.not_available:
+        return ItemResult.skipped(appid, answer.not_available)
+    try:
+        return ItemResult.succeeded(appid, parse_app_details(appid, answer.data))
+    except MalformedDetails as exc:
+        return ItemResult.failed(appid, str(exc))
+
+
+def _rate_limit(config: SteamDetailsConfig, store: SteamStoreResource) -> tuple[int, float]:
+    default_requests, default_seconds = store.default_rate_limit()
+    return (
+        config.rate_limit_requests or default_requests,
+        config.rate_limit_period_seconds or default_seconds,
+    )
+
+
+def _run_is_stopping(context: dg.AssetExecutionContext) -> bool:
+    run = context.instance.get_run_by_id(context.run_id)
+    return run is not None and run.status in STOPPING
+
+
+def _mark_canceling(context: dg.AssetExecutionContext) -> None:
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and run.status not in STOPPING:
+        context.instance.report_run_canceling(
+            run, message="Interrupted (SIGTERM/SIGINT): completed apps were committed."
+        )
+
+
+def _details_metadata(
+    config: SteamDetailsConfig,
+    report: PerItemReport,
+    written: dict[str, int],
+    samples: list[dict],
+    batch: int,
+    requests: int,
+    seconds: float,
+) -> dict[str, object]:
+    prefix = "would_" if config.dry_run else ""
+    return {
+        "dry_run": config.dry_run,
+        "batch": batch,
+        **report.as_metadata(),
+        "rate_limit": f"{requests} per {seconds:g} s",
+        "limit_requests_per_second": round(requests / seconds, 3),
+        **{f"{prefix}{key}": value for key, value in written.items()},
+        "invalid_samples": dg.MetadataValue.json(samples),
+    }
+
+
+def _count(db: PostgresResource, query: str) -> int:
+    with db.connect() as conn:
+        return conn.execute(query).fetchone()[0]  # type: ignore[index]

@@ -1,0 +1,78 @@
+"""Steam fixtures: the two store stand-ins on loopback, reset for every test, and helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+
+from sync_assets.sandbox import steam as steam_sandbox
+from sync_assets.sandbox.server import SandboxServer
+from sync_assets.steam import defs as steam_defs
+from sync_assets.steam.assets import steam_app_catalog, steam_app_details
+
+
+@pytest.fixture(scope="module")
+def steam_server() -> Iterator[SandboxServer]:
+    server = SandboxServer(steam_sandbox.providers(1.0)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def steam(
+    steam_server: SandboxServer, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SandboxServer]:
+    """The steam stand-ins at a small scale, with settings pointing at them and a fresh DB."""
+    for key, value in steam_sandbox.environment(steam_server.url).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("STEAM_STORE_RATE_LIMIT", "1000/1")
+    configure(steam_server, catalog_size=60, removed=[], extra_apps=[])
+    configure(steam_server, store=True, reset=True)
+    steam_server.faults.clear()
+    with steam_server._requests_lock:
+        steam_server.requests.clear()
+    yield steam_server
+    steam_server.faults.clear()
+
+
+def configure(server: SandboxServer, *, store: bool = False, **settings: Any) -> None:
+    prefix = steam_sandbox.STORE_PREFIX if store else steam_sandbox.API_PREFIX
+    server.providers[prefix].configure(settings)
+
+
+def resources() -> dict[str, Any]:
+    return dict(steam_defs.resources or {})
+
+
+def sync(
+    details: dict[str, Any] | None = None,
+    *,
+    catalog: bool = True,
+    instance: dg.DagsterInstance | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInJobResult:
+    """Materialize the catalog (optionally) and a batch of details with this run config."""
+    assets = [steam_app_catalog, steam_app_details] if catalog else [steam_app_details]
+    return dg.materialize(
+        assets,
+        resources=resources(),
+        run_config={"ops": {"steam_app_details": {"config": details or {}}}},
+        instance=instance,
+        raise_on_error=raise_on_error,
+        selection=assets,
+    )
+
+
+def details_metadata(result: dg.ExecuteInJobResult) -> dict[str, Any]:
+    [materialization] = result.asset_materializations_for_node("steam_app_details")
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def query(url: str, text: str, params: Any = None) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        conn.execute("SET search_path TO steam")
+        return conn.execute(text, params).fetchall()
