@@ -58,11 +58,13 @@ class CappedRetry(Retry):
 
     retry_after_cap: float = 60.0
     stats: CallStats | None = None
+    limiter: Limiter | None = None
 
     def new(self, **kw: Any) -> CappedRetry:
         fresh = super().new(**kw)
         fresh.retry_after_cap = self.retry_after_cap
         fresh.stats = self.stats
+        fresh.limiter = self.limiter
         return fresh
 
     def parse_retry_after(self, retry_after: str) -> float:
@@ -89,6 +91,9 @@ class CappedRetry(Retry):
         if self.stats is not None:
             with self.stats._lock:
                 self.stats.retry_waits.append(time.monotonic() - started)
+        if self.limiter is not None:
+            # A retry is a request too: it waits for the shared token bucket like any other.
+            self.limiter.try_acquire("requests", blocking=True)
 
 
 def token_bucket(
@@ -140,6 +145,7 @@ class ApiClient:
         )
         retry.retry_after_cap = retry_after_cap
         retry.stats = self.stats
+        retry.limiter = limiter
         self.session = requests.Session()
         adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
