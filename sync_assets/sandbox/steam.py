@@ -216,8 +216,9 @@ class SteamApiProvider(Provider):
                 appid = appid_at(index)
                 if appid not in self.removed:
                     yield json.dumps({"appid": appid, "name": app_name(appid)}).encode()
-            if self.catalog_size > 3:  # the real list repeats an app now and then
-                yield json.dumps({"appid": appid_at(2), "name": app_name(appid_at(2))}).encode()
+            repeated = appid_at(2)
+            if self.catalog_size > 3 and repeated not in self.removed:  # as the real list does
+                yield json.dumps({"appid": repeated, "name": app_name(repeated)}).encode()
             for extra in self.extra_apps:
                 yield json.dumps(extra).encode()
 

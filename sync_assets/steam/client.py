@@ -46,6 +46,9 @@ def _short_reason(exc: ApiError) -> str:
     """The failure without host, query string or library detail (no URL ever leaves)."""
     if exc.status is not None:
         return f"HTTP {exc.status}"
+    text = str(exc).lower()
+    if "timed out" in text or "timeout" in text:
+        return "Timeout (no answer within the read timeout)"
     match = re.search(r"failed: (\w+)", str(exc))
     return match.group(1) if match else "request failed"
 

@@ -13,6 +13,10 @@ from sync_assets.sandbox import steam as steam_sandbox
 from sync_assets.sandbox.server import SandboxServer
 from sync_assets.steam import defs as steam_defs
 from sync_assets.steam.assets import steam_app_catalog, steam_app_details
+from sync_assets.steam.client import SteamStoreResource
+
+# Retries that do not make a test wait: the behaviour is the same, the clock is not.
+QUICK_STORE = SteamStoreResource(max_retries=2, backoff_factor=0.01, retry_after_cap=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +58,26 @@ def sync(
     catalog: bool = True,
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
+    store: SteamStoreResource | None = None,
+    catalog_config: dict[str, Any] | None = None,
+    details_asset: bool = True,
 ) -> dg.ExecuteInJobResult:
     """Materialize the catalog (optionally) and a batch of details with this run config."""
-    assets = [steam_app_catalog, steam_app_details] if catalog else [steam_app_details]
+    assets = ([steam_app_catalog] if catalog else []) + (
+        [steam_app_details] if details_asset else []
+    )
+    ops: dict[str, Any] = {}
+    if details_asset:
+        ops["steam_app_details"] = {"config": details or {}}
+    if catalog:
+        ops["steam_app_catalog"] = {"config": catalog_config or {}}
+    bound = resources()
+    if store is not None:
+        bound["steam_store"] = store
     return dg.materialize(
         assets,
-        resources=resources(),
-        run_config={"ops": {"steam_app_details": {"config": details or {}}}},
+        resources=bound,
+        run_config={"ops": ops},
         instance=instance,
         raise_on_error=raise_on_error,
         selection=assets,

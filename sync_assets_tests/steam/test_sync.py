@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sync_assets.sandbox import steam as sandbox
-from sync_assets_tests.steam.conftest import details_metadata, query, sync
+from sync_assets_tests.steam.conftest import QUICK_STORE, configure, details_metadata, query, sync
 
 
 def test_catalog_and_a_batch_of_details(steam, database_url) -> None:
@@ -30,3 +30,67 @@ def test_catalog_and_a_batch_of_details(steam, database_url) -> None:
         " count(*) FILTER (WHERE last_error LIKE 'skipped: not available%') FROM app_sync_status",
     )
     assert status == [(40, unavailable)]
+
+
+TABLE_DUMPS = {
+    "apps": "SELECT appid, name, first_seen_at, removed_from_catalog_at FROM apps ORDER BY 1",
+    "app_details": "SELECT * FROM app_details ORDER BY appid",
+    "app_sync_status": "SELECT appid, consecutive_errors, last_error, next_attempt_after"
+    " FROM app_sync_status ORDER BY appid",
+}
+
+
+def _dump(url: str) -> dict[str, list[tuple]]:
+    return {table: query(url, sql) for table, sql in TABLE_DUMPS.items()}
+
+
+def test_rerunning_converges(steam, database_url) -> None:
+    config = {"batch_size": 100, "concurrency": 4}
+    first = details_metadata(sync(config))
+    before = _dump(database_url)
+    second = details_metadata(sync(config))
+    assert first["inserted"] == 55 and first["processed"] == second["processed"] == 60
+    assert (second["inserted"], second["updated"], second["unchanged"]) == (0, 0, 55)
+    assert _dump(database_url) == before  # updated_at included: nothing was rewritten
+
+
+def test_dry_run_writes_nothing_and_says_what_would_change(steam, database_url) -> None:
+    dry_catalog = sync(details_asset=False, catalog_config={"dry_run": True})
+    catalog = dry_catalog.asset_materializations_for_node("steam_app_catalog")[0].metadata
+    assert catalog["new"].value == 60 and catalog["dry_run"].value is True
+    assert query(database_url, "SELECT count(*) FROM apps") == [(0,)]
+
+    sync(details_asset=False)
+    meta = details_metadata(sync({"batch_size": 30, "dry_run": True}, catalog=False))
+    assert meta["dry_run"] is True and meta["processed"] == 30
+    assert meta["would_inserted"] == 30 - 2  # apps 70 and 200 are not available
+    assert query(database_url, "SELECT count(*) FROM app_details") == [(0,)]
+    assert query(database_url, "SELECT count(*) FROM app_sync_status") == [(0,)]
+    # A dry run over existing data reports updates without making them.
+    sync({"batch_size": 100})
+    before = _dump(database_url)
+    configure(steam, store=True, behaviours={"10": "unavailable", "20": "failing"})
+    dry = details_metadata(
+        sync({"batch_size": 100, "dry_run": True}, catalog=False, store=QUICK_STORE)
+    )
+    assert dry["skipped"] >= 6 and dry["failed"] == 1
+    assert _dump(database_url) == before
+
+
+def test_apps_leaving_the_catalog_are_kept_and_marked(steam, database_url) -> None:
+    sync({"batch_size": 1})
+    configure(steam, removed=[20, 30])
+    result = sync({"batch_size": 100})
+    catalog = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("steam_app_catalog")[0].metadata.items()
+    }
+    assert (catalog["removed_from_catalog"], catalog["apps_in_catalog"]) == (2, 58)
+    assert query(
+        database_url, "SELECT appid FROM apps WHERE removed_from_catalog_at IS NOT NULL"
+    ) == [(20,), (30,)]
+    assert details_metadata(result)["processed"] == 58  # removed apps are not fetched
+    configure(steam, removed=[30])
+    again = sync({"batch_size": 1}).asset_materializations_for_node("steam_app_catalog")
+    assert again[0].metadata["returned_to_catalog"].value == 1
+    assert query(database_url, "SELECT count(*) FROM apps") == [(60,)]
