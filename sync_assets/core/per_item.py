@@ -111,6 +111,7 @@ class PerItemReport:
     seconds: float = 0.0
     stopped_early: bool = False
     stop_reason: str | None = None
+    stopped_by: str | None = None  # "fetch" (StopBatch), "request" (stop_requested), "interrupt"
     interrupted: BaseException | None = field(default=None, repr=False)
     failure_samples: list[str] = field(default_factory=list)
 
@@ -154,6 +155,7 @@ class PerItemReport:
             "seconds": round(self.seconds, 3),
             "stopped_early": self.stopped_early,
             "stop_reason": self.stop_reason or "",
+            "stopped_by": self.stopped_by or "",
             "failure_samples": "\n".join(self.failure_samples),
         }
 
@@ -207,10 +209,11 @@ def run_per_item[T](
         except Exception as exc:  # noqa: BLE001 - one bad item must not end the batch
             return ItemResult.failed(item, f"{type(exc).__name__}: {exc}")
 
-    def stop(reason: str) -> None:
+    def stop(reason: str, by: str) -> None:
         if not report.stopped_early:
             report.stopped_early = True
             report.stop_reason = redact(reason)
+            report.stopped_by = by
             if log is not None:
                 log.warning(f"{label}: stopping early: {report.stop_reason}")
         stopping.set()
@@ -221,7 +224,7 @@ def run_per_item[T](
             try:
                 result = future.result()
             except StopBatch as exc:
-                stop(str(exc) or "stop requested by fetch")
+                stop(str(exc) or "stop requested by fetch", "fetch")
                 continue
             if result is None:
                 continue
@@ -276,10 +279,10 @@ def run_per_item[T](
                 if stop_requested is not None and now - last_poll >= stop_poll_seconds:
                     last_poll = now
                     if not stopping.is_set() and stop_requested():
-                        stop("the run was asked to stop (cancel requested)")
+                        stop("the run was asked to stop (cancel requested)", "request")
         except INTERRUPTS as exc:
             report.interrupted = exc
-            stop(f"interrupted ({type(exc).__name__}): no new {label} taken")
+            stop(f"interrupted ({type(exc).__name__}): no new {label} taken", "interrupt")
             try:
                 done, in_flight = wait(in_flight, timeout=drain_seconds)
                 absorb(done)

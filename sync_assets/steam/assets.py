@@ -124,11 +124,17 @@ def steam_app_details(
         finally:
             session.close()
     metadata = _details_metadata(config, report, written, samples, len(batch), requests, seconds)
-    if report.interrupted is not None:
-        # Record what was done before the run ends canceled (a SIGTERM is a request to stop).
+    if report.stopped_by in ("request", "interrupt"):
+        # The run was canceled (from the UI, or SIGTERM to the worker): record what was done,
+        # then end the run canceled rather than successful.
         context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=metadata))
         _mark_canceling(context)
         report.raise_if_interrupted()
+        raise dg.Failure(
+            f"steam_app_details canceled after committing {report.committed} apps",
+            metadata=metadata,
+            allow_retries=False,
+        )
     return dg.MaterializeResult(metadata=metadata)
 
 

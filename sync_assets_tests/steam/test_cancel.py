@@ -1,0 +1,113 @@
+"""A run canceled half-way keeps every completed app and marks nothing synced it did not write.
+
+The job runs in a real separate process against a Postgres-backed Dagster instance; the test
+cancels it the two ways production does: the UI's cancel (the run is marked CANCELING) and a
+SIGTERM to the run worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from sync_assets.sandbox import steam as sandbox
+from sync_assets_tests.steam.conftest import configure, query
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _dagster_home(tmp_path: Path, pg_url: str) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = {"storage": {"postgres": {"postgres_url": pg_url}}}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return home
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("how", ["ui_cancel", "sigterm"])
+def test_a_run_canceled_half_way_keeps_completed_work(
+    how, steam, database_url, pg_instance, tmp_path
+) -> None:
+    configure(steam, catalog_size=400)
+    configure(steam, store=True, latency=0.02)
+    home = _dagster_home(tmp_path, pg_instance.sync_assets_pg_url)
+    run_config = {
+        "execution": {"config": {"in_process": {}}},
+        "ops": {
+            "steam_app_details": {
+                "config": {
+                    "batch_size": 400,
+                    "chunk_size": 10,
+                    "concurrency": 4,
+                    "rate_limit_requests": 40,
+                    "rate_limit_period_seconds": 1.0,
+                }
+            }
+        },
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sync_assets_tests.steam.run_worker", json.dumps(run_config)],
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(
+            lambda: (
+                query(database_url, "SELECT count(*) FROM app_sync_status")[0][0] >= 40
+                if query(database_url, "SELECT to_regclass('steam.app_sync_status')")[0][0]
+                else False
+            ),
+            timeout=60,
+            what="a few committed chunks",
+        )
+        [run] = pg_instance.get_runs()
+        if how == "ui_cancel":
+            pg_instance.report_run_canceling(run)  # what the UI's "Terminate" records first
+        else:
+            worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+    run = pg_instance.get_run_by_id(run.run_id)
+    assert run.status == dg.DagsterRunStatus.CANCELED, stderr[-3000:]
+    event = pg_instance.get_latest_materialization_event(dg.AssetKey("steam_app_details"))
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert meta["stopped_early"] is True and meta["stopped_by"] in ("request", "interrupt")
+
+    synced = query(
+        database_url, "SELECT count(*) FROM app_sync_status WHERE last_synced_at IS NOT NULL"
+    )[0][0]
+    assert 40 <= synced == meta["committed"] < 400  # canceled half-way, nothing lost
+    # Nothing is marked synced that was not written: every synced available app has its row.
+    assert query(
+        database_url,
+        "SELECT count(*) FROM app_sync_status s LEFT JOIN app_details d USING (appid)"
+        " WHERE s.last_synced_at IS NOT NULL AND s.last_error IS NULL AND d.appid IS NULL",
+    ) == [(0,)]
+    assert query(database_url, "SELECT count(*) FROM app_details") == [(meta["succeeded"],)]
+    fetched = {int(r["query"]["appids"]) for r in steam.recorded(sandbox.STORE_PREFIX)}
+    assert len(fetched) < 400 and len(fetched) - meta["committed"] <= 4  # at most the in-flight
