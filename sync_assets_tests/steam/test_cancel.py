@@ -43,15 +43,18 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("how", ["ui_cancel", "sigterm"])
+@pytest.mark.parametrize(
+    ("how", "executor"),
+    [("ui_cancel", "in_process"), ("sigterm", "in_process"), ("sigterm", "multiprocess")],
+)
 def test_a_run_canceled_half_way_keeps_completed_work(
-    how, steam, database_url, pg_instance, tmp_path
+    how, executor, steam, database_url, pg_instance, tmp_path
 ) -> None:
     configure(steam, catalog_size=400)
     configure(steam, store=True, latency=0.02)
     home = _dagster_home(tmp_path, pg_instance.sync_assets_pg_url)
     run_config = {
-        "execution": {"config": {"in_process": {}}},
+        "execution": {"config": {executor: {}}},
         "ops": {
             "steam_app_details": {
                 "config": {

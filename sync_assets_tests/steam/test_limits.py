@@ -31,8 +31,8 @@ def test_a_429_storm_is_survived_within_the_limit(steam, database_url) -> None:
     assert not [r for r in answers if r["status"] == 403]
     assert (meta["processed"], meta["failed"], meta["stopped_early"]) == (40, 0, False)
     assert meta["retries"] == len(throttled) and meta["requests"] == len(answers)
-    # Every attempt, retries included, waited for our token bucket: 15 per second at most.
-    assert _peak_per_window([r["at"] for r in answers], 1.0) <= 16
+    # Every attempt, retries included, waited for our token bucket (15/s, a burst of 2).
+    assert _peak_per_window([r["at"] for r in answers], 1.0) <= 15 + 2
     assert meta["requests_per_second"] <= 15.5
     assert query(
         database_url, "SELECT count(*) FROM app_sync_status WHERE last_synced_at IS NOT NULL"
