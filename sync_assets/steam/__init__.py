@@ -8,12 +8,17 @@ Replaces the ingestion workers: `steam_sync_job` (daily via `steam_sync_schedule
 import dagster as dg
 
 from sync_assets.core.postgres import PostgresResource
-from sync_assets.steam.assets import steam_app_catalog, steam_app_details
+from sync_assets.steam.assets import (
+    steam_app_catalog,
+    steam_app_details,
+    steam_synced_apps_have_details,
+)
 from sync_assets.steam.client import SteamApiResource, SteamStoreResource
 from sync_assets.steam.jobs import steam_sync_job, steam_sync_schedule
 
 defs = dg.Definitions(
     assets=[steam_app_catalog, steam_app_details],
+    asset_checks=[steam_synced_apps_have_details],
     jobs=[steam_sync_job],
     schedules=[steam_sync_schedule],
     resources={

@@ -196,3 +196,15 @@ def _details_metadata(
 def _count(db: PostgresResource, query: str) -> int:
     with db.connect() as conn:
         return conn.execute(query).fetchone()[0]  # type: ignore[index]
+
+
+@dg.asset_check(asset=steam_app_details, description="Every app marked synced has its row.")
+def steam_synced_apps_have_details(steam_db: PostgresResource) -> dg.AssetCheckResult:
+    """Apps recorded as synced (and not as unavailable) all have a row in app_details."""
+    tables.apply_schema(steam_db)
+    missing = _count(
+        steam_db,
+        "SELECT count(*) FROM app_sync_status s LEFT JOIN app_details d USING (appid)"
+        " WHERE s.last_synced_at IS NOT NULL AND s.last_error IS NULL AND d.appid IS NULL",
+    )
+    return dg.AssetCheckResult(passed=missing == 0, metadata={"synced_without_details": missing})

@@ -12,7 +12,11 @@ import pytest
 from sync_assets.sandbox import steam as steam_sandbox
 from sync_assets.sandbox.server import SandboxServer
 from sync_assets.steam import defs as steam_defs
-from sync_assets.steam.assets import steam_app_catalog, steam_app_details
+from sync_assets.steam.assets import (
+    steam_app_catalog,
+    steam_app_details,
+    steam_synced_apps_have_details,
+)
 from sync_assets.steam.client import SteamStoreResource
 
 # Retries that do not make a test wait: the behaviour is the same, the clock is not.
@@ -64,7 +68,7 @@ def sync(
 ) -> dg.ExecuteInJobResult:
     """Materialize the catalog (optionally) and a batch of details with this run config."""
     assets = ([steam_app_catalog] if catalog else []) + (
-        [steam_app_details] if details_asset else []
+        [steam_app_details, steam_synced_apps_have_details] if details_asset else []
     )
     ops: dict[str, Any] = {}
     if details_asset:

@@ -30,6 +30,8 @@ def test_catalog_and_a_batch_of_details(steam, database_url) -> None:
         " count(*) FILTER (WHERE last_error LIKE 'skipped: not available%') FROM app_sync_status",
     )
     assert status == [(40, unavailable)]
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["synced_without_details"].value == 0
 
 
 TABLE_DUMPS = {
