@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -20,6 +20,14 @@ from sync_assets.steam.parse import DETAIL_COLUMNS
 from sync_assets.steam.schemas import AppDetailsRow, CatalogEntry
 
 CATALOG_CHUNK = 20_000
+# The Web API sometimes answers with a short or empty list; apps are delisted a few at a time.
+MAX_UNLISTED_SHARE = 0.5
+
+
+class ShrunkenCatalogError(RuntimeError):
+    """The app list lacks too many known apps to be believed."""
+
+
 BACKOFF_BASE = dt.timedelta(days=1)
 BACKOFF_CAP = dt.timedelta(days=64)
 
@@ -70,6 +78,17 @@ def store_catalog(
             ["appid"],
         )
         counts.new += written.inserted
+    present = conn.execute(
+        "SELECT count(*) FROM apps WHERE removed_from_catalog_at IS NULL AND last_seen_at < %s",
+        (seen_at,),
+    ).fetchone()[0]  # type: ignore[index]
+    unlisted_share = present / max(1, present + counts.listed)
+    if present and unlisted_share > MAX_UNLISTED_SHARE:
+        raise ShrunkenCatalogError(
+            f"the app list has {counts.listed} apps but {present} apps in the catalog are not"
+            f" on it ({unlisted_share:.0%}); an outage answer rather than delistings, so"
+            " nothing was written"
+        )
     counts.removed = conn.execute(
         "UPDATE apps SET removed_from_catalog_at = %s"
         " WHERE last_seen_at < %s AND removed_from_catalog_at IS NULL",
@@ -202,14 +221,3 @@ def _record_failed(
                 for appid, error in failed
             ],
         )
-
-
-def existing_detail_ids(conn: psycopg.Connection, appids: Iterable[int]) -> set[int]:
-    rows = conn.execute("SELECT appid FROM app_details WHERE appid = ANY(%s)", (list(appids),))
-    return {row[0] for row in rows}
-
-
-def iter_chunks(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(values)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk

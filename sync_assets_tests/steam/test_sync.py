@@ -96,3 +96,17 @@ def test_apps_leaving_the_catalog_are_kept_and_marked(steam, database_url) -> No
     again = sync({"batch_size": 1}).asset_materializations_for_node("steam_app_catalog")
     assert again[0].metadata["returned_to_catalog"].value == 1
     assert query(database_url, "SELECT count(*) FROM apps") == [(60,)]
+
+
+def test_a_broken_or_shrunken_app_list_changes_nothing(steam, database_url) -> None:
+    sync(details_asset=False)
+    before = _dump(database_url)
+    steam.faults.add(path=sandbox.API_PREFIX, kind="malformed", count=1)
+    broken = sync(details_asset=False, raise_on_error=False)
+    assert not broken.success
+    configure(steam, catalog_size=20)  # 40 of 60 known apps missing: an outage, not delistings
+    shrunken = sync(details_asset=False, raise_on_error=False)
+    assert not shrunken.success
+    [failure] = [e for e in shrunken.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "nothing was written" in str(failure.event_specific_data.error)
+    assert _dump(database_url) == before
