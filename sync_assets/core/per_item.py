@@ -31,13 +31,18 @@ One call runs a whole batch::
     )
     context.add_output_metadata(report.as_metadata())
     report.raise_if_interrupted()    # re-raise SIGINT/SIGTERM (Dagster: the run ends canceled)
+    # report.stopped_by: None, "fetch" (StopBatch), "request" (stop_requested), "interrupt"
+
+Pacing is the client's job: give its `ApiClient` a shared `token_bucket(n, seconds, burst=2)`
+(retries wait for it too) and set `concurrency` to about rate x latency, plus headroom.
 
 Guarantees: an item is committed only after its fetch finished; a chunk is committed whole or
 not at all (the caller's transaction); on a stop (StopBatch, `stop_requested`, or an interrupt
-such as Dagster's run cancellation or SIGTERM) no new item is started, the items in flight get
-up to `drain_seconds` to finish, and every finished item is committed before returning. So a
-crash loses at most the items in flight plus one uncommitted chunk, and never records an item
-that was not written. Items not processed keep their old state and come back in a later batch.
+such as Dagster's run cancellation or SIGTERM) no new item is started, the items in flight are
+finished (after an interrupt: for up to `drain_seconds`, then abandoned, never recorded), and
+every finished item is committed before returning. So a crash loses at most the items in
+flight plus one uncommitted chunk, and never records an item that was not written. Items not
+processed keep their old state and come back in a later batch.
 """
 
 from __future__ import annotations
