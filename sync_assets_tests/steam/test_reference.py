@@ -13,8 +13,6 @@ from sync_assets.steam.parse import parse_release_date
 from sync_assets_tests.steam.conftest import configure, details_metadata, query, sync
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "steam"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference/steam")
 
 
 def _recorded_answers() -> dict[int, dict]:
