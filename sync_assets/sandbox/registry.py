@@ -10,11 +10,21 @@ Each module listed here may define:
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from types import ModuleType
 
+import sync_assets.sandbox as sandbox_package
 from sync_assets.sandbox.server import Provider, SandboxServer
 
-SANDBOX_MODULES = ("football", "steam")
+# Every module in this package except the machinery itself is a provider stand-in.
+_MACHINERY = {"server", "registry"}
+SANDBOX_MODULES = tuple(
+    sorted(
+        info.name
+        for info in pkgutil.iter_modules(sandbox_package.__path__)
+        if info.name not in _MACHINERY and not info.name.startswith("_")
+    )
+)
 
 
 def sandbox_modules() -> list[ModuleType]:
