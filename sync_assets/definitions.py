@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_assets import football, stats, steam, streams, torn
+from sync_assets import football, operations, stats, steam, streams, torn
 from sync_assets.core.storage import ObjectStorageResource
 
 DOMAINS = (football, stats, steam, streams, torn)
@@ -15,6 +15,7 @@ all_syncs_job = dg.define_asset_job(
 
 defs = dg.Definitions.merge(
     *(domain.defs for domain in DOMAINS),
+    operations.defs,
     dg.Definitions(
         jobs=[all_syncs_job],
         resources={"object_storage": ObjectStorageResource()},

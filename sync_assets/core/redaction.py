@@ -8,10 +8,11 @@ travels in a URL never reaches a handler, Dagster's captured logs or its event s
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 MASK = "[REDACTED]"
 _lock = threading.Lock()
@@ -36,6 +37,14 @@ def register_secret(*values: str | None) -> None:
             ordered = sorted(_secrets, key=len, reverse=True)
             _pattern = re.compile("|".join(re.escape(s) for s in ordered))
     _install_record_factory()
+
+
+def register_secret_settings(*names: str) -> None:
+    """Redact the current values of these environment settings (and any URL's password)."""
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            register_secret(value, urlsplit(value).password)
 
 
 def redact(text: object) -> str:

@@ -1,0 +1,227 @@
+"""Alerts: a failed run, or a failed freshness or blocking check, posts one short message to a
+Slack-compatible webhook (`ALERT_WEBHOOK_URL`). Without the setting nothing is sent.
+
+The messages are built from what the run wrote to Dagster's event storage (already redacted by
+the run), and redacted once more here with every secret setting this process can see.
+"""
+
+import json
+import time
+from urllib.parse import quote, urlsplit
+
+import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.event_log.base import EventLogRecord, EventRecordsFilter
+from dagster._utils.error import SerializableErrorInfo
+
+from sync_assets.core.http import ApiClient
+from sync_assets.core.redaction import redact, register_secret_settings
+from sync_assets.core.settings import optional_setting
+
+# Settings whose values must never reach an alert, whichever domain put them in an error.
+SECRET_SETTINGS = (
+    "ALERT_WEBHOOK_URL",
+    "SPORTS_PROVIDER_API_KEY",
+    "INTERNAL_API_KEY",
+    "ENCRYPTION_KEY",
+    "DATABASE_URL",
+    "DAGSTER_PG_URL",
+)
+SUMMARY_LIMIT = 400
+# Check failures older than this are not announced by a sensor that starts without a cursor.
+FIRST_TICK_LOOKBACK_SECONDS = 3600
+RECORDS_PER_TICK = 200
+WATCHED_EVENTS = (
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+    DagsterEventType.FRESHNESS_STATE_CHANGE,
+)
+ALERTING_FRESHNESS = (FreshnessState.WARN, FreshnessState.FAIL)
+
+
+class AlertDeliveryError(RuntimeError):
+    """The webhook refused or could not take the alert."""
+
+
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Posts `{"text": ...}` to the webhook named by `ALERT_WEBHOOK_URL` (Slack-compatible)."""
+
+    url_setting: str = "ALERT_WEBHOOK_URL"
+    ui_url_setting: str = "DAGSTER_UI_URL"
+    default_ui_url: str = "http://127.0.0.1:3000"
+    timeout_seconds: float = 10.0
+    max_retries: int = 3
+
+    def configured(self) -> bool:
+        return optional_setting(self.url_setting) is not None
+
+    def ui_link(self, path: str) -> str:
+        base = optional_setting(self.ui_url_setting, self.default_ui_url) or ""
+        return f"{base.rstrip('/')}/{path.lstrip('/')}"
+
+    def send(self, text: str) -> bool:
+        """Post one message; False when no webhook is configured, AlertDeliveryError if refused."""
+        url = optional_setting(self.url_setting)
+        if url is None:
+            return False
+        register_secret_settings(self.url_setting, *SECRET_SETTINGS)
+        parts = urlsplit(url)
+        client = ApiClient(
+            f"{parts.scheme}://{parts.netloc}",
+            connect_timeout=self.timeout_seconds,
+            read_timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+            backoff_factor=0.5,
+        )
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        try:
+            response = client.request("POST", path, json={"text": redact(text)})
+        finally:
+            client.close()
+        if response.status_code >= 300:
+            raise AlertDeliveryError(
+                f"the alert webhook ({self.url_setting}) answered HTTP {response.status_code}"
+            )
+        return True
+
+
+def error_summary(error: SerializableErrorInfo | None) -> str:
+    """`ErrorClass: first line` of the innermost cause (the user's error, not Dagster's wrapper)."""
+    if error is None:
+        return ""
+    while error.cause is not None:
+        error = error.cause
+    first_line = (error.message or "").strip().splitlines()[0] if error.message else ""
+    if first_line.startswith(f"{error.cls_name}:"):
+        return first_line
+    return f"{error.cls_name}: {first_line}" if error.cls_name else first_line
+
+
+def run_failure_text(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, fallback: str, link: str
+) -> str:
+    """Job, run id, what failed and a link to the run."""
+    failures = []
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        failures.append(f"{event.step_key}: {error_summary(event.step_failure_data.error)}")
+    summary = "\n".join(failures) or fallback
+    if len(summary) > SUMMARY_LIMIT:
+        summary = summary[: SUMMARY_LIMIT - 1] + "…"
+    return f":red_circle: {run.job_name} failed (run {run.run_id})\n{summary}\n{link}"
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    description="Posts a failed run's job, id, error and link to ALERT_WEBHOOK_URL.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def run_failure_alert_sensor(
+    context: dg.RunFailureSensorContext, alert_webhook: AlertWebhookResource
+) -> None:
+    if not alert_webhook.configured():
+        return
+    run = context.dagster_run
+    text = run_failure_text(
+        context.instance,
+        run,
+        fallback=context.failure_event.message or "the run failed",
+        link=alert_webhook.ui_link(f"runs/{run.run_id}"),
+    )
+    alert_webhook.send(text)
+
+
+def is_alerting_failure(evaluation: dg.AssetCheckEvaluation) -> bool:
+    """A failed check alerts when it is blocking, an ERROR, or a freshness check."""
+    if evaluation.passed:
+        return False
+    return (
+        bool(evaluation.blocking)
+        or evaluation.severity == dg.AssetCheckSeverity.ERROR
+        or "freshness" in evaluation.check_name
+    )
+
+
+def check_failure_text(evaluation: dg.AssetCheckEvaluation, run_id: str, link: str) -> str:
+    """Which check of which asset failed, how badly, why, and a link to the asset's checks."""
+    kind = "blocking check" if evaluation.blocking else "check"
+    severity = evaluation.severity.value if evaluation.severity else "ERROR"
+    description = (evaluation.description or "").strip()
+    if len(description) > SUMMARY_LIMIT:
+        description = description[: SUMMARY_LIMIT - 1] + "…"
+    lines = [
+        f":warning: {kind} {evaluation.asset_key.to_user_string()} / {evaluation.check_name} "
+        f"failed ({severity}, run {run_id})",
+        description,
+        link,
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def freshness_change_text(change: FreshnessStateChange, link: str) -> str:
+    return (
+        f":warning: {change.key.to_user_string()} is {change.new_state.value} against its "
+        f"freshness policy (was {change.previous_state.value})\n{link}"
+    )
+
+
+def alert_text_for(record: EventLogRecord, webhook: AlertWebhookResource) -> str | None:
+    """The alert a check evaluation or freshness change deserves, or None."""
+    entry = record.event_log_entry
+    data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+    if isinstance(data, dg.AssetCheckEvaluation) and is_alerting_failure(data):
+        return check_failure_text(data, entry.run_id, webhook.ui_link(asset_path(data.asset_key)))
+    if isinstance(data, FreshnessStateChange) and data.new_state in ALERTING_FRESHNESS:
+        return freshness_change_text(data, webhook.ui_link(asset_path(data.key)))
+    return None
+
+
+def asset_path(key: dg.AssetKey) -> str:
+    return "assets/" + "/".join(quote(part, safe="") for part in key.path) + "?view=checks"
+
+
+@dg.sensor(
+    name="check_failure_alert_sensor",
+    description="Posts failed freshness and blocking asset checks to ALERT_WEBHOOK_URL.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
+def check_failure_alert_sensor(
+    context: dg.SensorEvaluationContext, alert_webhook: AlertWebhookResource
+) -> dg.SkipReason | None:
+    cursors = json.loads(context.cursor) if context.cursor else {}
+    first_tick = not cursors
+    oldest_announced = time.time() - FIRST_TICK_LOOKBACK_SECONDS
+    sent = 0
+    for event_type in WATCHED_EVENTS:
+        records = context.instance.event_log_storage.get_event_records(
+            EventRecordsFilter(event_type=event_type, after_cursor=cursors.get(event_type.value)),
+            limit=RECORDS_PER_TICK,
+            ascending=True,
+        )
+        for record in records:
+            if first_tick and record.event_log_entry.timestamp < oldest_announced:
+                continue
+            text = alert_text_for(record, alert_webhook)
+            if text is not None and alert_webhook.configured():
+                alert_webhook.send(text)
+                sent += 1
+        if records:
+            # Moved only after every alert of the batch went out, so a webhook outage
+            # re-sends on the next tick instead of losing alerts.
+            cursors[event_type.value] = records[-1].storage_id
+            context.update_cursor(json.dumps(cursors, sort_keys=True))
+    if not context.cursor:
+        context.update_cursor(json.dumps(cursors))
+    return None if sent else dg.SkipReason("no failed freshness or blocking checks")
+
+
+__all__ = [
+    "AlertDeliveryError",
+    "AlertWebhookResource",
+    "check_failure_alert_sensor",
+    "run_failure_alert_sensor",
+]
