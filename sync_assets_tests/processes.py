@@ -1,0 +1,109 @@
+"""Helpers for tests that run Dagster the way it is deployed: separate OS processes on loopback
+(code server, webserver, daemon), sharing one Postgres-backed instance."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from sync_assets.core import embedded
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for[T](predicate: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
+    """Poll until `predicate()` is truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def instance_environment(home: Path, dagster_database_url: str) -> dict[str, str]:
+    """DAGSTER_HOME holding the repository's dagster.yaml, on the given Postgres database."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    return {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": embedded.sqlalchemy_url(dagster_database_url),
+        "SYNC_ASSETS_COMPUTE_LOGS": str(home / "compute_logs"),
+    }
+
+
+class Processes:
+    """Started processes with their output in files, stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = {**os.environ, **env}
+        self.started: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, executable: str, *args: str) -> subprocess.Popen:
+        """Start `executable` (from this virtual environment) with `args`, logging to name.log."""
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [str(BIN / executable), *args],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.started.append((name, process))
+        return process
+
+    def output(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def assert_alive(self) -> None:
+        for name, process in self.started:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"{name} exited with {process.returncode}:\n{self.output(name)[-3000:]}"
+                )
+
+    def stop(self) -> None:
+        for _, process in reversed(self.started):
+            if process.poll() is None:
+                process.terminate()
+        for _, process in reversed(self.started):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def running(log_dir: Path, env: dict[str, str]) -> Iterator[Processes]:
+    processes = Processes(log_dir, env)
+    try:
+        yield processes
+    finally:
+        processes.stop()
+
+
+def webserver_up(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/server_info", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
