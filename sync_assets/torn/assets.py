@@ -1,0 +1,274 @@
+"""The torn asset: every user's basic profile, fetched with the user's own decrypted key."""
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import psycopg
+from dagster import DagsterRunStatus
+from pydantic import Field
+
+from sync_assets.core.per_item import FAILED, SUCCEEDED, ItemResult, PerItemReport, run_per_item
+from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.upsert import upsert_rows
+from sync_assets.core.validation import validate_frame
+from sync_assets.torn.client import TornApiResource, TornSession, UserFetchError
+from sync_assets.torn.keys import UserItem, UserKeyCipherResource, count_users, iter_user_items
+from sync_assets.torn.schemas import UserDataRow
+
+COLUMNS = (
+    "user_id",
+    "name",
+    "player_id",
+    "level",
+    "gender",
+    "status_state",
+    "status_description",
+)
+FAILED_SHARE_CHECK = "failed_users_at_most_threshold"
+USER_IDS_PER_REASON = 20
+
+
+class UserSyncConfig(dg.Config):
+    concurrency: int = Field(default=20, ge=1, le=200, description="Users fetched at once.")
+    requests_per_second: float = Field(
+        default=50.0, gt=0, description="Cap on Torn API requests per second, retries included."
+    )
+    chunk_size: int = Field(default=200, ge=1, description="Users committed per transaction.")
+    warn_failed_share: float = Field(
+        default=0.10, ge=0, le=1, description="The warning check fails above this failed share."
+    )
+    fail_run_failed_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="The run fails when this share of users (or more) failed; 1.0: all of them.",
+    )
+    progress_every: int = Field(default=200, ge=1, description="A run-log line every N users.")
+
+
+def apply_schema(db: PostgresResource) -> None:
+    db.apply_ddl(resources.files("sync_assets.torn").joinpath("schema.sql").read_text())
+
+
+@dataclass
+class FailureTally:
+    """Failed users by reason: how many, the first user ids, and one example message."""
+
+    reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, user_id: str, reason_text: str | None) -> None:
+        reason, _, message = (reason_text or "failed").partition(": ")
+        entry = self.reasons.setdefault(reason, {"count": 0, "user_ids": [], "example": message})
+        entry["count"] += 1
+        if len(entry["user_ids"]) < USER_IDS_PER_REASON:
+            entry["user_ids"].append(user_id)
+
+    def counts(self) -> dict[str, int]:
+        return {reason: entry["count"] for reason, entry in sorted(self.reasons.items())}
+
+    def summary(self) -> str:
+        ordered = sorted(self.reasons.items(), key=lambda kv: -kv[1]["count"])
+        return "; ".join(f"{r} {e['count']} ({e['example']})" for r, e in ordered[:5])
+
+
+@dg.asset(
+    group_name="torn",
+    kinds={"python", "postgres"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            FAILED_SHARE_CHECK,
+            asset="user_data",
+            description="No more than `warn_failed_share` (10%) of users failed to sync.",
+        )
+    ],
+)
+def user_data(
+    context: dg.AssetExecutionContext,
+    config: UserSyncConfig,
+    torn_api: TornApiResource,
+    torn_keys: UserKeyCipherResource,
+    torn_db: PostgresResource,
+) -> dg.MaterializeResult:
+    """Each user's Torn profile, fetched with the user's own encrypted API key."""
+    started = time.monotonic()
+    aes_key = torn_keys.key()  # a missing or malformed ENCRYPTION_KEY fails here, in one line
+    apply_schema(torn_db)
+    tally = FailureTally()
+    written = {"inserted": 0, "updated": 0, "unchanged": 0}
+    samples: list[dict[str, Any]] = []
+    with (
+        torn_db.advisory_lock("user_data"),
+        torn_db.connect(autocommit=True) as reader,
+        torn_db.connect(autocommit=True) as writer,
+    ):
+        total = count_users(reader)
+        context.log.info(
+            f"{total} users to sync, {config.concurrency} at once, "
+            f"at most {config.requests_per_second:g} requests/s"
+        )
+        session = torn_api.session(config.requests_per_second, config.concurrency)
+
+        def commit(results: list[ItemResult[UserItem]]) -> list[ItemResult[UserItem]]:
+            demoted = _commit_chunk(writer, results, written, samples)
+            final = {r.item: r for r in results} | {r.item: r for r in demoted}
+            for result in final.values():
+                if result.status == FAILED:
+                    tally.add(result.item.user_id, result.reason)
+            return demoted
+
+        with contextlib.closing(iter_user_items(reader, aes_key)) as items:
+            try:
+                report = run_per_item(
+                    items,
+                    lambda item: _fetch(session, item),
+                    commit,
+                    concurrency=config.concurrency,
+                    chunk_size=config.chunk_size,
+                    progress_every=config.progress_every,
+                    stop_requested=lambda: _cancel_requested(context),
+                    request_stats=session.stats.http,
+                    log=context.log,
+                    label="users",
+                )
+            finally:
+                session.close()
+
+    metadata = _metadata(config, report, session, total, tally, written, samples, started)
+    if report.stopped_by in ("request", "interrupt"):
+        context.log.warning(f"user_data stopped early: {report.stop_reason}")
+        report.raise_if_interrupted()
+        raise dg.Failure(
+            f"user_data canceled after committing {report.committed} users",
+            metadata=metadata,
+            allow_retries=False,
+        )
+    processed = report.processed
+    failed_share = report.failed / processed if processed else 0.0
+    if processed and failed_share >= config.fail_run_failed_share:
+        everyone = "every user" if report.failed == processed else f"{failed_share:.0%} of users"
+        raise dg.Failure(
+            f"{everyone} failed ({report.failed} of {processed}): {tally.summary()}",
+            metadata=metadata,
+        )
+    if report.failed:
+        context.log.warning(f"{report.failed} of {processed} users failed: {tally.summary()}")
+    check = dg.AssetCheckResult(
+        check_name=FAILED_SHARE_CHECK,
+        passed=failed_share <= config.warn_failed_share,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "failed": report.failed,
+            "users": processed,
+            "failed_share": round(failed_share, 4),
+            "threshold": config.warn_failed_share,
+            "failed_by_reason": dg.MetadataValue.json(tally.counts()),
+        },
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def _fetch(session: TornSession, item: UserItem) -> ItemResult[UserItem]:
+    if item.problem is not None:
+        return ItemResult.failed(item, item.problem)
+    try:
+        profile = session.basic_profile(item.key or "")
+    except UserFetchError as exc:
+        return ItemResult.failed(item, f"{exc.reason}: {exc.message}")
+    return ItemResult.succeeded(
+        item,
+        {
+            "user_id": item.user_id,
+            "name": profile.name,
+            "player_id": profile.player_id,
+            "level": profile.level,
+            "gender": profile.gender,
+            "status_state": profile.status_state,
+            "status_description": profile.status_description,
+        },
+    )
+
+
+def _commit_chunk(
+    conn: psycopg.Connection,
+    results: Sequence[ItemResult[UserItem]],
+    written: dict[str, int],
+    samples: list[dict[str, Any]],
+) -> list[ItemResult[UserItem]]:
+    """Validate the chunk's profiles and upsert the valid ones in one transaction."""
+    succeeded = [r for r in results if r.status == SUCCEEDED]
+    frame = pd.DataFrame([r.value for r in succeeded], columns=list(COLUMNS))
+    outcome = validate_frame(frame, UserDataRow, name="user profiles")
+    valid = outcome.valid
+    demoted: list[ItemResult[UserItem]] = []
+    good_positions = set(valid.index)
+    for position, result in enumerate(succeeded):
+        if position not in good_positions:
+            sample = next((s for s in outcome.samples if s.get("row") == position), None)
+            why = f"{sample['column']} {sample['check']}" if sample else "invalid row"
+            demoted.append(ItemResult.failed(result.item, f"invalid_profile: {why}"))
+    for sample in outcome.samples:
+        if len(samples) < 5:
+            row = sample.get("row")
+            user = succeeded[row].item.user_id if isinstance(row, int) else None
+            samples.append({**sample, "user_id": user})
+    rows = [_row(valid.loc[p]) for p in sorted(good_positions)]
+    with conn.transaction():
+        counts = upsert_rows(conn, "user_data", COLUMNS, rows, ["user_id"])
+    for key, value in counts.as_metadata().items():
+        written[key] += value
+    return demoted
+
+
+def _row(series: pd.Series) -> tuple[Any, ...]:
+    def value(column: str) -> Any:
+        item = series[column]
+        if item is None or (not isinstance(item, str) and pd.isna(item)):
+            return None
+        if column in ("player_id", "level"):
+            return int(item)
+        return str(item)
+
+    return tuple(value(c) for c in COLUMNS)
+
+
+def _cancel_requested(context: dg.AssetExecutionContext) -> bool:
+    run = context.instance.get_run_by_id(context.run_id)
+    return run is not None and run.status in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
+
+
+def _metadata(
+    config: UserSyncConfig,
+    report: PerItemReport,
+    session: TornSession,
+    total: int,
+    tally: FailureTally,
+    written: dict[str, int],
+    samples: list[dict[str, Any]],
+    started: float,
+) -> dict[str, Any]:
+    return {
+        "users_total": total,
+        "users_succeeded": report.succeeded,
+        "users_failed": report.failed,
+        "failed_by_reason": dg.MetadataValue.json(tally.counts()),
+        "failed_users": dg.MetadataValue.json(tally.reasons),
+        "processed": report.processed,
+        "committed": report.committed,
+        "requests": report.requests,
+        "retries": report.retries,
+        "error_code_retries": session.stats.error_retries,
+        "requests_per_second": round(report.requests_per_second, 3),
+        "concurrency": config.concurrency,
+        "rate_limit_per_second": config.requests_per_second,
+        **written,
+        "invalid_samples": dg.MetadataValue.json(samples),
+        "stopped_early": report.stopped_early,
+        "stop_reason": report.stop_reason or "",
+        "seconds": round(time.monotonic() - started, 3),
+    }
