@@ -19,14 +19,20 @@ from sync_assets.sandbox.server import SandboxServer
 
 LEAGUES = 120
 # Retries that do not make a test wait: the behaviour is the same, the clock is not.
-QUICK_API = FootballApiResource(
-    max_retries=3,
-    backoff_factor=0.01,
-    retry_after_cap=5.0,
-    rate_limit_wait_seconds=0.3,
-    broken_body_attempts=3,
-    requests_per_minute=1000,
-)
+QUICK = {
+    "max_retries": 3,
+    "backoff_factor": 0.01,
+    "retry_after_cap": 5.0,
+    "rate_limit_wait_seconds": 0.3,
+    "broken_body_attempts": 3,
+    "requests_per_minute": 1000,
+}
+QUICK_API = FootballApiResource(**QUICK)
+
+
+def quick_api(**overrides: Any) -> FootballApiResource:
+    """The quick client with some settings changed."""
+    return FootballApiResource(**{**QUICK, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,122 @@
+"""Provider faults: 429 with Retry-After, 5xx bursts, 499, slow answers, broken bodies, rate-limit
+errors inside HTTP 200 bodies, an exhausted daily quota; and failures that change nothing."""
+
+from __future__ import annotations
+
+from sync_assets.football.client import FootballApiResource
+from sync_assets.sandbox import football as sandbox
+from sync_assets_tests.football.conftest import (
+    LEAGUES,
+    configure,
+    counts,
+    dump,
+    failure_message,
+    metadata,
+    quick_api,
+    sync,
+)
+
+LEAGUES_PATH = sandbox.PREFIX + "/leagues"
+COUNTRIES_PATH = sandbox.PREFIX + "/countries"
+
+
+def _leagues_requests(server) -> list[dict]:
+    return server.recorded(LEAGUES_PATH)
+
+
+def test_a_429_with_retry_after_is_waited_out(football, database_url) -> None:
+    football.faults.add(path=LEAGUES_PATH, kind="status", status=429, retry_after="1", count=1)
+    result = sync(api=quick_api(backoff_factor=0.0))
+    assert result.success
+    first, second = _leagues_requests(football)
+    assert (first["status"], second["status"]) == (429, 200)
+    assert second["at"] - first["at"] >= 0.95  # the Retry-After, not the tiny backoff
+    assert metadata(result, "leagues")["retries"] == 1
+    assert counts(database_url)["leagues"] == LEAGUES
+
+
+def test_a_burst_of_5xx_and_499_is_survived(football, database_url) -> None:
+    football.faults.set(
+        [
+            {"path": COUNTRIES_PATH, "kind": "status", "status": 499, "count": 1},
+            {"path": LEAGUES_PATH, "kind": "status", "status": 502, "count": 1},
+            {"path": LEAGUES_PATH, "kind": "status", "status": 503, "count": 1},
+            {"path": LEAGUES_PATH, "kind": "status", "status": 500, "count": 1},
+        ]
+    )
+    result = sync()
+    assert result.success
+    assert [r["status"] for r in _leagues_requests(football)] == [502, 503, 500, 200]
+    meta = metadata(result, "seasons")
+    assert (meta["requests"], meta["retries"]) == (2, 4)
+    assert counts(database_url)["leagues"] == LEAGUES
+
+
+def test_slow_answers_and_broken_bodies_are_fetched_again(football, database_url) -> None:
+    football.faults.set(
+        [
+            {"path": COUNTRIES_PATH, "kind": "slow", "delay": 1.0, "count": 1},
+            {"path": LEAGUES_PATH, "kind": "malformed", "count": 1},
+            {"path": LEAGUES_PATH, "kind": "drop", "count": 1},
+        ]
+    )
+    result = sync(api=quick_api(read_timeout=0.4))
+    assert result.success
+    assert counts(database_url)["leagues"] == LEAGUES
+    assert metadata(result, "leagues")["retries"] >= 3
+
+
+def test_a_rate_limit_error_inside_a_200_body_waits_and_asks_again(football, database_url) -> None:
+    football.faults.add(
+        path=LEAGUES_PATH, kind="body", body=sandbox.rate_limit_body("leagues"), count=2
+    )
+    result = sync(api=quick_api(rate_limit_wait_seconds=0.5))
+    assert result.success
+    statuses = [r["status"] for r in _leagues_requests(football)]
+    assert statuses == [200, 200, 200]
+    third, second = _leagues_requests(football)[2], _leagues_requests(football)[1]
+    assert third["at"] - second["at"] >= 0.45
+    meta = metadata(result, "leagues")
+    assert (meta["rate_limit_waits"], meta["retries"]) == (2, 2)
+
+
+def test_the_per_minute_limit_of_the_sandbox_is_waited_out(football, database_url) -> None:
+    configure(football, per_minute=1)
+    api = quick_api(rate_limit_wait_seconds=0.2, rate_limit_attempts=2)
+    result = sync(api=api, raise_on_error=False)
+    assert not result.success  # 1 per minute cannot be waited out in two short waits
+    message = failure_message(result)
+    assert "per-minute rate limit" in message and "10 requests" not in message
+    assert counts(database_url) == {t: 0 for t in counts(database_url)}
+
+
+def test_an_exhausted_daily_quota_fails_at_once(football, database_url) -> None:
+    sync()
+    before = dump(database_url)
+    configure(football, per_day=1, leagues=LEAGUES + 5)
+    result = sync(raise_on_error=False)
+    assert not result.success
+    assert "daily request quota" in failure_message(result)
+    assert len(football.recorded(sandbox.PREFIX)) == 2 + 1  # the first answer stops it: no retry
+    assert dump(database_url) == before
+
+
+def test_retries_exhausted_fail_the_run_and_leave_every_table_as_it_was(
+    football, database_url
+) -> None:
+    sync()
+    before = dump(database_url)
+    configure(football, leagues=LEAGUES + 30)  # what a successful run would now add
+    football.faults.add(path=LEAGUES_PATH, kind="status", status=503, count=-1)
+    result = sync(raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "HTTP 503" in message and "left as they were" in message
+    assert [r["status"] for r in _leagues_requests(football)] == [200] + [503] * 4
+    assert dump(database_url) == before
+
+
+def test_the_default_client_is_patient() -> None:
+    api = FootballApiResource()
+    assert api.max_retries >= 3 and api.rate_limit_wait_seconds >= 60
+    assert api.requests_per_minute == 10  # the free plan's per-minute limit

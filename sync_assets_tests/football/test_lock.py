@@ -1,0 +1,56 @@
+"""Two football syncs on one database never overlap: the second waits (bounded), then skips
+(or fails, if asked) with a message that says why."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dagster as dg
+
+from sync_assets.core.postgres import PostgresResource
+from sync_assets.football.assets import LOCK_NAME
+from sync_assets_tests.football.conftest import counts, failure_message, metadata, sync
+
+DB = PostgresResource(schema_name="football", url_setting="FOOTBALL_DATABASE_URL")
+
+
+def test_a_second_sync_skips_when_one_holds_the_lock(football, database_url) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    with DB.advisory_lock(LOCK_NAME):
+        started = time.monotonic()
+        result = sync({"lock_wait_seconds": 1}, instance=instance)
+        waited = time.monotonic() - started
+    assert result.success and waited >= 1
+    assert result.asset_materializations_for_node("football_sync") == []
+    assert counts(database_url) == dict.fromkeys(counts(database_url), 0)
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    skipped = [m for m in messages if m and "skipped, nothing written" in m]
+    assert skipped and "another football sync is running" in skipped[0]
+    assert "football:football_sync" in skipped[0] and "held by backend pid" in skipped[0]
+    assert football.recorded() == []  # it did not even ask the provider
+
+
+def test_or_fails_when_asked_to(football, database_url) -> None:
+    with DB.advisory_lock(LOCK_NAME):
+        result = sync({"lock_wait_seconds": 0, "if_locked": "fail"}, raise_on_error=False)
+    assert not result.success
+    assert "another football sync is running on this database" in failure_message(result)
+
+
+def test_a_second_sync_waits_for_the_first_to_finish(football, database_url) -> None:
+    holding = threading.Event()
+
+    def hold() -> None:
+        with DB.advisory_lock(LOCK_NAME):
+            holding.set()
+            time.sleep(1.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    result = sync({"lock_wait_seconds": 30}, checks=False)
+    holder.join()
+    assert result.success
+    assert metadata(result, "leagues")["lock_wait_seconds"] >= 1.0
+    assert counts(database_url)["leagues"] > 0
