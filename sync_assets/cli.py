@@ -6,6 +6,7 @@ import argparse
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -119,6 +120,8 @@ def run_dev(scale: float, port: int) -> int:
         str(port),
     ]
     process = subprocess.Popen(command, cwd=REPO_ROOT)
+    # A SIGTERM (service manager, test harness) stops dagster dev cleanly, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -126,6 +129,10 @@ def run_dev(scale: float, port: int) -> int:
         return process.wait()
     finally:
         server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_sql(statement: str, as_csv: bool) -> int:
