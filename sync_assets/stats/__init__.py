@@ -1,5 +1,28 @@
-"""The stats domain (being built)."""
+"""The stats domain: eleven aggregate tables of the 5-a-side club, driven by the app's queue.
+
+Replaces the stats queue worker: `stats_refresh_job` recomputes `season_stats`,
+`half_season_stats`, `all_time_stats`, `hall_of_fame`, `recent_performance`,
+`season_honours_and_records`, `match_report`, `personal_bests`, `player_profile_stats`,
+`season_race_data` and `power_ratings` (schema `stats`) from the club app's tables, then asks
+the app to revalidate each table's cache tag. `stats_job_queue_sensor` starts it for rows the
+app queues in `background_job_status`, and run-status sensors write the outcome back there.
+"""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from sync_assets.stats.assets import STATS_ASSETS
+from sync_assets.stats.club_checks import CLUB_CHECKS, CLUB_SPECS
+from sync_assets.stats.jobs import stats_refresh_job
+from sync_assets.stats.queue import QUEUE_SENSORS
+from sync_assets.stats.resources import ClubAppResource, StatsDatabase
+
+defs = dg.Definitions(
+    assets=[*CLUB_SPECS, *STATS_ASSETS],
+    asset_checks=CLUB_CHECKS,
+    jobs=[stats_refresh_job],
+    sensors=QUEUE_SENSORS,
+    resources={
+        "stats_db": StatsDatabase(schema_name="stats", url_setting="STATS_DATABASE_URL"),
+        "stats_app": ClubAppResource(),
+    },
+)

@@ -1,0 +1,475 @@
+"""The eleven aggregates as set-based SQL, and the atomic replacement of a stats table.
+
+Every refresh runs in one transaction: the club's valid results are gathered once into the
+temp table `club_results` (one row per player per valid match, with the player's result, points
+and position in his own history), each aggregate is computed from it into a temp table, and the
+stats table is replaced by it (DELETE + INSERT, so readers keep seeing the old rows until the
+commit and never wait). When the new rows equal the old ones nothing is written.
+
+A match is left out whole when its rows contradict each other: a score that is missing or
+negative, a player with negative or missing goals or a team other than A/B, a player listed
+twice (on both teams), or a side with no players. Player rows for a match or a player that does
+not exist are left out. The club-table asset checks (`checks.py`) report the same cases.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from sync_assets.core.postgres import PostgresResource
+
+
+class ClubTablesMissingError(RuntimeError):
+    """The app's tables are not where STATS_APP_SCHEMA says they are."""
+
+
+CLUB_TABLES = ("players", "seasons", "matches", "player_matches")
+
+BAD_MATCHES = """
+SELECT m.match_id FROM {app}.matches m
+ WHERE m.team_a_score IS NULL OR m.team_b_score IS NULL
+    OR m.team_a_score < 0 OR m.team_b_score < 0 OR m.match_date IS NULL
+UNION
+SELECT pm.match_id FROM {app}.player_matches pm
+ GROUP BY pm.match_id
+HAVING bool_or(pm.goals IS NULL OR pm.goals < 0 OR pm.team IS NULL OR pm.team NOT IN ('A', 'B'))
+    {duplicates}
+    OR count(*) FILTER (WHERE pm.team = 'A') = 0
+    OR count(*) FILTER (WHERE pm.team = 'B') = 0
+"""
+
+DUPLICATE_PLAYERS = "OR count(*) <> count(DISTINCT pm.player_id)"
+
+CLUB_RESULTS = """
+CREATE TEMP TABLE club_results ON COMMIT DROP AS
+WITH bad AS ({bad}),
+rows AS (
+    SELECT pm.match_id, m.match_date, m.season_id, pm.player_id, pm.team, pm.goals,
+           CASE pm.team WHEN 'A' THEN m.team_a_score ELSE m.team_b_score END AS goals_for,
+           CASE pm.team WHEN 'A' THEN m.team_b_score ELSE m.team_a_score END AS goals_against
+      FROM {app}.player_matches pm
+      JOIN {app}.matches m ON m.match_id = pm.match_id
+      JOIN {app}.players p ON p.player_id = pm.player_id
+     WHERE NOT EXISTS (SELECT 1 FROM bad WHERE bad.match_id = pm.match_id)
+)
+SELECT rows.*,
+       CASE sign(goals_for - goals_against) WHEN 1 THEN 'W' WHEN 0 THEN 'D' ELSE 'L' END AS result,
+       CASE sign(goals_for - goals_against) WHEN 1 THEN 3 WHEN 0 THEN 1 ELSE 0 END AS points,
+       row_number() OVER (PARTITION BY player_id ORDER BY match_date, match_id) AS seq
+  FROM rows
+"""
+
+RECORD_COUNTS = """
+    count(*)::integer AS games,
+    (count(*) FILTER (WHERE r.result = 'W'))::integer AS wins,
+    (count(*) FILTER (WHERE r.result = 'D'))::integer AS draws,
+    (count(*) FILTER (WHERE r.result = 'L'))::integer AS losses,
+    sum(r.goals)::integer AS goals,
+    sum(r.points)::integer AS points"""
+
+# Islands of consecutive results in a player's own history: `seq - row_number()` is constant
+# along a run of rows that all pass the filter.
+STREAKS = """
+SELECT player_id, max(len)::integer AS longest FROM (
+    SELECT player_id, count(*) AS len FROM (
+        SELECT player_id, seq - row_number() OVER (PARTITION BY player_id ORDER BY seq) AS grp
+          FROM club_results WHERE {condition}
+    ) runs GROUP BY player_id, grp
+) streaks GROUP BY player_id
+"""
+
+
+def fragments(app_schema: str) -> dict[str, sql.Composable]:
+    """The pieces the queries share, and the app's schema as a quoted identifier."""
+    return {
+        "app": sql.Identifier(app_schema),
+        "record_counts": sql.SQL(RECORD_COUNTS),  # type: ignore[arg-type]
+        "win_streaks": sql.SQL(STREAKS.replace("{condition}", "result = 'W'")),  # type: ignore[arg-type]
+        "unbeaten_streaks": sql.SQL(STREAKS.replace("{condition}", "result <> 'L'")),  # type: ignore[arg-type]
+    }
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One aggregate: its table, the seed worker's function and cache tag, and its query."""
+
+    name: str
+    seed_function: str
+    cache_tag: str
+    description: str
+    columns: tuple[str, ...]
+    query: str
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "season_stats",
+        "update_half_and_full_season_stats",
+        "season_stats",
+        "Each player's games, wins, draws, losses, goals and points per season.",
+        ("season_id", "player_id", "games", "wins", "draws", "losses", "goals", "points"),
+        """SELECT r.season_id, r.player_id, {record_counts}
+              FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
+             GROUP BY r.season_id, r.player_id""",
+    ),
+    TableSpec(
+        "half_season_stats",
+        "update_half_and_full_season_stats",
+        "half_season_stats",
+        "Season stats split at the midpoint of each season's start and end dates.",
+        ("season_id", "half", "player_id", "games", "wins", "draws", "losses", "goals", "points"),
+        """SELECT r.season_id,
+                   (CASE WHEN r.match_date <= s.start_date + (s.end_date - s.start_date) / 2
+                         THEN 1 ELSE 2 END)::smallint AS half,
+                   r.player_id, {record_counts}
+              FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
+             GROUP BY 1, 2, 3""",
+    ),
+    TableSpec(
+        "all_time_stats",
+        "update_aggregated_all_time_stats",
+        "all_time_stats",
+        "Each player's career games, results, goals, points and win share.",
+        ("player_id", "games", "wins", "draws", "losses", "goals", "points", "win_pct"),
+        """SELECT r.player_id, {record_counts},
+                   (count(*) FILTER (WHERE r.result = 'W'))::double precision / count(*)
+              FROM club_results r GROUP BY r.player_id""",
+    ),
+    TableSpec(
+        "hall_of_fame",
+        "update_aggregated_hall_of_fame",
+        "hall_of_fame",
+        "The top three (dense ranks, ties shared) of five career categories.",
+        ("category", "rank", "player_id", "value"),
+        """WITH t AS (SELECT r.player_id, {record_counts} FROM club_results r
+                        GROUP BY r.player_id),
+            c AS (
+                SELECT 'most_games' AS category, player_id, games::double precision AS value
+                  FROM t
+                UNION ALL SELECT 'most_goals', player_id, goals FROM t
+                UNION ALL SELECT 'most_wins', player_id, wins FROM t
+                UNION ALL SELECT 'most_points', player_id, points FROM t
+                UNION ALL SELECT 'best_win_pct', player_id, wins::double precision / games
+                  FROM t WHERE games >= 20
+            ),
+            ranked AS (
+                SELECT category, (dense_rank() OVER (PARTITION BY category
+                                                    ORDER BY value DESC))::integer AS rank,
+                       player_id, value FROM c
+            )
+            SELECT category, rank, player_id, value FROM ranked WHERE rank <= 3""",
+    ),
+    TableSpec(
+        "recent_performance",
+        "update_aggregated_recent_performance",
+        "recent_performance",
+        "Each player's last five results (most recent first), goals and points in them.",
+        ("player_id", "last_5", "goals_last_5", "points_last_5", "last_match_date"),
+        """SELECT r.player_id, string_agg(r.result, '' ORDER BY r.seq DESC),
+                  sum(r.goals)::integer, sum(r.points)::integer, max(r.match_date)
+             FROM club_results r
+             JOIN (SELECT player_id, max(seq) AS games FROM club_results GROUP BY player_id) l
+               ON l.player_id = r.player_id AND r.seq > l.games - 5
+            GROUP BY r.player_id""",
+    ),
+    TableSpec(
+        "season_honours_and_records",
+        "update_aggregated_season_honours_and_records",
+        "honour_roll",
+        "Season champions and top scorers, and the club's all-time records.",
+        ("kind", "season_id", "player_id", "match_id", "value"),
+        """WITH ss AS (
+                SELECT r.season_id, r.player_id, sum(r.points) AS points, sum(r.goals) AS goals
+                  FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
+                 GROUP BY r.season_id, r.player_id
+            ),
+            champions AS (
+                SELECT season_id, player_id, points,
+                       rank() OVER (PARTITION BY season_id ORDER BY points DESC) AS rk
+                  FROM ss WHERE points > 0
+            ),
+            scorers AS (
+                SELECT season_id, player_id, goals,
+                       rank() OVER (PARTITION BY season_id ORDER BY goals DESC) AS rk
+                  FROM ss WHERE goals > 0
+            ),
+            margins AS (
+                SELECT match_id, max(abs(goals_for - goals_against)) AS margin,
+                       rank() OVER (ORDER BY max(abs(goals_for - goals_against)) DESC) AS rk
+                  FROM club_results GROUP BY match_id
+            ),
+            hauls AS (
+                SELECT player_id, match_id, goals, rank() OVER (ORDER BY goals DESC) AS rk
+                  FROM club_results WHERE goals > 0
+            ),
+            streaks AS (
+                SELECT player_id, longest, rank() OVER (ORDER BY longest DESC) AS rk
+                  FROM ({win_streaks}) s
+            )
+            SELECT 'champion', season_id, player_id, NULL::integer, points::integer
+              FROM champions WHERE rk = 1
+            UNION ALL
+            SELECT 'top_scorer', season_id, player_id, NULL, goals::integer
+              FROM scorers WHERE rk = 1
+            UNION ALL
+            SELECT 'biggest_win', NULL, NULL, match_id, margin::integer
+              FROM margins WHERE rk = 1 AND margin > 0
+            UNION ALL
+            SELECT 'most_goals_in_match', NULL, player_id, match_id, goals
+              FROM hauls WHERE rk = 1
+            UNION ALL
+            SELECT 'longest_win_streak', NULL, player_id, NULL, longest
+              FROM streaks WHERE rk = 1""",
+    ),
+    TableSpec(
+        "match_report",
+        "update_aggregated_match_report_cache",
+        "match_report",
+        "Every valid match: score, both line-ups by name and the scorers.",
+        (
+            "match_id",
+            "match_date",
+            "season_id",
+            "team_a_score",
+            "team_b_score",
+            "team_a",
+            "team_b",
+            "scorers",
+        ),
+        """SELECT r.match_id, r.match_date, r.season_id,
+                  max(r.goals_for) FILTER (WHERE r.team = 'A'),
+                  max(r.goals_for) FILTER (WHERE r.team = 'B'),
+                  array_agg(p.name ORDER BY p.name, p.player_id) FILTER (WHERE r.team = 'A'),
+                  array_agg(p.name ORDER BY p.name, p.player_id) FILTER (WHERE r.team = 'B'),
+                  coalesce(jsonb_agg(jsonb_build_object('player_id', r.player_id,
+                                                        'player', p.name, 'goals', r.goals)
+                                     ORDER BY r.goals DESC, p.name, p.player_id)
+                           FILTER (WHERE r.goals > 0), '[]'::jsonb)
+             FROM club_results r JOIN {app}.players p ON p.player_id = r.player_id
+            GROUP BY r.match_id, r.match_date, r.season_id""",
+    ),
+    TableSpec(
+        "personal_bests",
+        "update_aggregated_personal_bests",
+        "personal_bests",
+        "Each player's best match, longest win and unbeaten runs and best season.",
+        (
+            "player_id",
+            "most_goals_in_match",
+            "longest_win_streak",
+            "longest_unbeaten_streak",
+            "best_season_points",
+        ),
+        """WITH career AS (SELECT player_id, max(goals)::integer AS most_goals
+                              FROM club_results GROUP BY player_id),
+            seasons AS (
+                SELECT player_id, max(points)::integer AS best FROM (
+                    SELECT r.player_id, sum(r.points) AS points
+                      FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
+                     GROUP BY r.season_id, r.player_id) t
+                 GROUP BY player_id
+            ),
+            wins AS ({win_streaks}),
+            unbeaten AS ({unbeaten_streaks})
+            SELECT c.player_id, c.most_goals, coalesce(w.longest, 0),
+                   coalesce(u.longest, 0), s.best
+              FROM career c
+              LEFT JOIN wins w ON w.player_id = c.player_id
+              LEFT JOIN unbeaten u ON u.player_id = c.player_id
+              LEFT JOIN seasons s ON s.player_id = c.player_id""",
+    ),
+    TableSpec(
+        "player_profile_stats",
+        "update_aggregated_player_profile_stats",
+        "player_profile_stats",
+        "One profile row per player: career totals, seasons, current streak and Elo rating.",
+        (
+            "player_id",
+            "name",
+            "is_ringer",
+            "is_retired",
+            "games",
+            "goals",
+            "points",
+            "win_pct",
+            "seasons_played",
+            "current_streak",
+            "power_rating",
+        ),
+        """WITH career AS (
+                SELECT r.player_id, count(*)::integer AS games, sum(r.goals)::integer AS goals,
+                       sum(r.points)::integer AS points,
+                       (count(*) FILTER (WHERE r.result = 'W'))::double precision / count(*)
+                           AS win_pct,
+                       (count(DISTINCT s.season_id))::integer AS seasons_played
+                  FROM club_results r
+                  LEFT JOIN {app}.seasons s ON s.season_id = r.season_id
+                 GROUP BY r.player_id
+            ),
+            latest AS (
+                SELECT r.player_id, r.result, r.seq FROM club_results r
+                  JOIN career c ON c.player_id = r.player_id AND r.seq = c.games
+            ),
+            streak AS (
+                SELECT l.player_id,
+                       l.result || (l.seq - coalesce(max(r.seq), 0)) AS current_streak
+                  FROM latest l
+                  LEFT JOIN club_results r ON r.player_id = l.player_id AND r.result <> l.result
+                 GROUP BY l.player_id, l.result, l.seq
+            ),
+            elo AS (SELECT * FROM elo_ratings())
+            SELECT p.player_id, p.name, coalesce(p.is_ringer, false),
+                   coalesce(p.is_retired, false), coalesce(c.games, 0), coalesce(c.goals, 0),
+                   coalesce(c.points, 0), c.win_pct, coalesce(c.seasons_played, 0),
+                   st.current_streak, coalesce(e.rating, 1000)
+              FROM {app}.players p
+              LEFT JOIN career c ON c.player_id = p.player_id
+              LEFT JOIN streak st ON st.player_id = p.player_id
+              LEFT JOIN elo e ON e.player_id = p.player_id""",
+    ),
+    TableSpec(
+        "season_race_data",
+        "update_aggregated_season_race_data",
+        "season_race_data",
+        "Each player's cumulative points after each of his matches in a season.",
+        ("season_id", "player_id", "match_id", "match_date", "cumulative_points"),
+        """SELECT r.season_id, r.player_id, r.match_id, r.match_date,
+                  (sum(r.points) OVER (PARTITION BY r.season_id, r.player_id ORDER BY r.seq
+                                       ROWS UNBOUNDED PRECEDING))::integer
+             FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id""",
+    ),
+    TableSpec(
+        "power_ratings",
+        "update_power_ratings",
+        "player_power_rating",
+        "Each player's Elo rating (K = 20, start 1000) over every valid match in order.",
+        ("player_id", "rating", "matches_rated"),
+        "SELECT player_id, rating, matches_rated FROM elo_ratings()",
+    ),
+)
+
+TABLES_BY_NAME = {spec.name: spec for spec in TABLES}
+
+
+@dataclass(frozen=True)
+class RefreshCounts:
+    """What one table's refresh did."""
+
+    table: str
+    rows: int
+    rows_before: int
+    written: bool
+    seconds: float
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "rows": self.rows,
+            "rows_before": self.rows_before,
+            "rewritten": self.written,
+            "compute_seconds": round(self.seconds, 3),
+        }
+
+
+def apply_schema(db: PostgresResource) -> None:
+    """Create the stats tables and the Elo function (idempotent)."""
+    db.apply_ddl(resources.files("sync_assets.stats").joinpath("schema.sql").read_text())
+
+
+def check_club_tables(conn: psycopg.Connection, app_schema: str) -> None:
+    """Fail with one line naming the missing club tables and where they were looked for."""
+    found = {
+        row[0]
+        for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (app_schema,),
+        )
+    }
+    missing = [name for name in CLUB_TABLES if name not in found]
+    if missing:
+        raise ClubTablesMissingError(
+            f"the club's tables {', '.join(missing)} are missing in schema {app_schema!r}: "
+            "set STATS_APP_SCHEMA to the schema holding the app's tables"
+        )
+
+
+def has_match_player_key(conn: psycopg.Connection, app_schema: str) -> bool:
+    """Whether player_matches has a unique index on exactly (match_id, player_id)."""
+    row = conn.execute(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM pg_index i
+              JOIN pg_class c ON c.oid = i.indrelid
+              JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = %s AND c.relname = 'player_matches' AND i.indisunique
+               AND i.indnatts = 2 AND i.indpred IS NULL
+               AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+                      FROM pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum = ANY(i.indkey))
+                   = ARRAY['match_id', 'player_id'])
+        """,
+        (app_schema,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def prepare_club_results(conn: psycopg.Connection, app_schema: str) -> int:
+    """Gather the valid results into the temp table `club_results`; return its row count."""
+    check_club_tables(conn, app_schema)
+    # Sorts and hashes of a million rows stay in memory; JIT costs more than it saves here.
+    conn.execute("SET LOCAL work_mem = '256MB'")
+    conn.execute("SET LOCAL jit = off")
+    app = sql.Identifier(app_schema)
+    # A player listed twice in a match (on both teams) is impossible when the app's table keys
+    # (match_id, player_id); only without that key is the costlier distinct count needed.
+    duplicates = sql.SQL("" if has_match_player_key(conn, app_schema) else DUPLICATE_PLAYERS)
+    bad = sql.SQL(BAD_MATCHES).format(app=app, duplicates=duplicates)  # type: ignore[arg-type]
+    conn.execute(sql.SQL(CLUB_RESULTS).format(bad=bad, app=app))  # type: ignore[arg-type]
+    conn.execute("ANALYZE club_results")
+    return conn.execute("SELECT count(*) FROM club_results").fetchone()[0]  # type: ignore[index]
+
+
+def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) -> RefreshCounts:
+    """Compute `spec` from `club_results` and replace its table with the result.
+
+    Runs inside the caller's transaction, after `prepare_club_results`.
+    """
+    started = time.monotonic()
+    target = sql.Identifier(spec.name)
+    fresh = sql.Identifier(f"_new_{spec.name}")
+    columns = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    query = sql.SQL(spec.query).format(**fragments(app_schema))  # type: ignore[arg-type]
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM ({}) q ({})").format(
+            fresh, query, columns
+        )
+    )
+    # Order-independent fingerprints of the old and new rows: equal means nothing to write.
+    rows, before, new_sum, old_sum = conn.execute(
+        sql.SQL(
+            "SELECT (SELECT count(*) FROM {n}), (SELECT count(*) FROM {t}),"
+            " (SELECT sum(hashtextextended(x::text, 0)) FROM (SELECT {c} FROM {n}) x),"
+            " (SELECT sum(hashtextextended(x::text, 0)) FROM (SELECT {c} FROM {t}) x)"
+        ).format(c=columns, n=fresh, t=target)
+    ).fetchone()  # type: ignore[misc]
+    written = rows != before or new_sum != old_sum
+    if written:
+        conn.execute(sql.SQL("DELETE FROM {}").format(target))
+        conn.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, columns, columns, fresh)
+        )
+    conn.execute(sql.SQL("DROP TABLE {}").format(fresh))
+    return RefreshCounts(spec.name, rows, before, written, time.monotonic() - started)
+
+
+def refresh_tables(
+    conn: psycopg.Connection, names: list[str] | tuple[str, ...], app_schema: str
+) -> list[RefreshCounts]:
+    """Refresh several tables in one transaction (the benchmark's and the tests' fast path)."""
+    with conn.transaction():
+        prepare_club_results(conn, app_schema)
+        return [replace_table(conn, TABLES_BY_NAME[name], app_schema) for name in names]

@@ -1,0 +1,362 @@
+"""The app's job queue (`background_job_status`) drives stats_refresh_job.
+
+- `stats_job_queue_sensor` claims queued rows (highest priority, then oldest) with one atomic
+  `UPDATE ... FOR UPDATE SKIP LOCKED`: they become `processing` and carry a claim key in
+  `results.claim`. The claim key is the run key of the one run that serves them, so a tick
+  whose run was never created (daemon stopped mid-tick) is re-requested under the same key and
+  Dagster never starts it twice. While a queue run is in flight no new rows are claimed; rows
+  queued meanwhile are served together by the next run.
+- Run-status sensors write back what the app's admin page reads: the run id and start time,
+  then `completed` or `failed` with `completed_at`, per-asset results and the error. The queue
+  sensor does the same for any finished run whose rows still say `processing`, so a write-back
+  missed while the daemon was down is made later.
+- Only rows whose status is still `processing` under the same claim are written: a row the app
+  re-queued meanwhile (status back to `queued`, retry_count + 1) is left for a new run.
+"""
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import psycopg
+from dagster import DagsterEventType, DagsterRunStatus
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from sync_assets.core.redaction import redact, register_secret
+from sync_assets.core.settings import optional_setting
+from sync_assets.stats.jobs import stats_refresh_job
+from sync_assets.stats.resources import StatsDatabase
+
+QUEUE_TABLE = "background_job_status"
+CLAIM_TAG = "stats/queue_claim"
+TRIGGER_TAG = "stats/trigger"
+ROWS_TAG = "stats/queue_rows"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+DEFAULT_JOB_TYPES = "stats_update"
+DEFAULT_MAX_ROWS = 50
+
+
+def job_types() -> list[str]:
+    """Job types this queue serves (`STATS_QUEUE_JOB_TYPES`, comma-separated)."""
+    raw = optional_setting("STATS_QUEUE_JOB_TYPES", DEFAULT_JOB_TYPES) or DEFAULT_JOB_TYPES
+    return [t.strip() for t in raw.split(",") if t.strip()]
+
+
+def max_rows_per_run() -> int:
+    """Rows one run may serve (`STATS_QUEUE_MAX_ROWS_PER_RUN`, default 50)."""
+    raw = optional_setting("STATS_QUEUE_MAX_ROWS_PER_RUN", str(DEFAULT_MAX_ROWS))
+    try:
+        return max(1, int(raw or DEFAULT_MAX_ROWS))
+    except ValueError:
+        raise ValueError(f"STATS_QUEUE_MAX_ROWS_PER_RUN must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    priority: int
+    retry_count: int
+    created_at: dt.datetime
+
+
+class Queue:
+    """SQL on the app's queue table."""
+
+    def __init__(self, conn: psycopg.Connection, app_schema: str) -> None:
+        self.conn = conn
+        self.table = sql.Identifier(app_schema, QUEUE_TABLE)
+        self.app_schema = app_schema
+
+    def exists(self) -> bool:
+        row = self.conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL",
+            (sql.Identifier(self.app_schema, QUEUE_TABLE).as_string(self.conn),),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def claim(self, claim: str, limit: int) -> list[Claimed]:
+        """Atomically turn up to `limit` queued rows into `processing` under `claim`."""
+        with self.conn.transaction():
+            rows = self.conn.execute(
+                sql.SQL(
+                    """
+                    WITH picked AS (
+                        SELECT id FROM {t}
+                         WHERE status = 'queued' AND job_type = ANY(%(types)s)
+                         ORDER BY priority DESC, created_at, id
+                         LIMIT %(limit)s
+                           FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE {t} b
+                       SET status = 'processing', started_at = now(), completed_at = NULL,
+                           error_message = NULL,
+                           results = jsonb_build_object('claim', %(claim)s::text,
+                                                        'claimed_at', now())
+                      FROM picked WHERE b.id = picked.id
+                    RETURNING b.id, b.priority, b.retry_count, b.created_at
+                    """
+                ).format(t=self.table),
+                {"types": job_types(), "limit": limit, "claim": claim},
+            ).fetchall()
+        claimed = [Claimed(str(r[0]), r[1], r[2], r[3]) for r in rows]
+        return sorted(claimed, key=lambda c: (-c.priority, c.created_at, c.id))
+
+    def open_claims(self) -> dict[str, list[str]]:
+        """Claims whose rows still say `processing`: claim -> row ids."""
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT results->>'claim', id FROM {} WHERE status = 'processing'"
+                " AND results ? 'claim' AND job_type = ANY(%s)"
+                " ORDER BY priority DESC, created_at, id"
+            ).format(self.table),
+            (job_types(),),
+        ).fetchall()
+        claims: dict[str, list[str]] = {}
+        for claim, row_id in rows:
+            claims.setdefault(claim, []).append(str(row_id))
+        return claims
+
+    def mark_started(self, claim: str, run_id: str, started_at: dt.datetime) -> int:
+        with self.conn.transaction():
+            return self.conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET started_at = %s,"
+                    " results = coalesce(results, '{{}}') || jsonb_build_object("
+                    "'dagster_run_id', %s::text, 'run_status', 'STARTED')"
+                    " WHERE status = 'processing' AND results->>'claim' = %s"
+                ).format(self.table),
+                (started_at, run_id, claim),
+            ).rowcount
+
+    def mark_finished(
+        self,
+        claim: str,
+        status: str,
+        results: dict[str, Any],
+        error: str | None,
+        started_at: dt.datetime | None,
+        completed_at: dt.datetime,
+    ) -> int:
+        with self.conn.transaction():
+            return self.conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET status = %s, completed_at = %s, error_message = %s,"
+                    " started_at = coalesce(%s, started_at),"
+                    " results = coalesce(results, '{{}}') || %s"
+                    " WHERE status = 'processing' AND results->>'claim' = %s"
+                ).format(self.table),
+                (status, completed_at, error, started_at, Jsonb(results), claim),
+            ).rowcount
+
+
+def _runs_for_claim(instance: dg.DagsterInstance, claim: str) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(filters=dg.RunsFilter(tags={CLAIM_TAG: claim})))
+
+
+def _run_request(claim: str, rows: list[Claimed] | list[str], priority: int) -> dg.RunRequest:
+    ids = [r.id if isinstance(r, Claimed) else r for r in rows]
+    shown = ",".join(ids[:10]) + (f",+{len(ids) - 10} more" if len(ids) > 10 else "")
+    return dg.RunRequest(
+        run_key=claim,
+        tags={
+            CLAIM_TAG: claim,
+            TRIGGER_TAG: "queue",
+            ROWS_TAG: shown,
+            "dagster/priority": str(priority),
+        },
+    )
+
+
+@dg.sensor(
+    name="stats_job_queue_sensor",
+    job=stats_refresh_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns queued rows of the app's background_job_status into stats_refresh_job "
+    "runs (highest priority, then oldest, first).",
+)
+def stats_job_queue_sensor(
+    context: dg.SensorEvaluationContext, stats_db: StatsDatabase
+) -> dg.SensorResult | dg.SkipReason:
+    """Claim queued rows and request one run for them; recover claims left without a run."""
+    instance = context.instance
+    requests: list[dg.RunRequest] = []
+    notes: list[str] = []
+    with stats_db.connect(autocommit=True) as conn:
+        queue = Queue(conn, stats_db.app_schema_name())
+        if not queue.exists():
+            return dg.SkipReason(f"no {QUEUE_TABLE} table in schema {stats_db.app_schema_name()!r}")
+        in_flight = False
+        for claim, ids in queue.open_claims().items():
+            runs = _runs_for_claim(instance, claim)
+            if not runs:
+                # Claimed by a tick whose run was never created: request it again, same key.
+                requests.append(_run_request(claim, ids, 0))
+                notes.append(f"re-requested claim {claim} ({len(ids)} rows)")
+                in_flight = True
+                continue
+            run = runs[0]
+            if run.status in FINISHED:
+                write_back(conn, stats_db.app_schema_name(), instance, run)
+                notes.append(f"wrote back run {run.run_id} for claim {claim}")
+            else:
+                in_flight = True
+        if not in_flight:
+            in_flight = bool(
+                instance.get_runs(
+                    filters=dg.RunsFilter(
+                        job_name=stats_refresh_job.name,
+                        statuses=IN_FLIGHT,
+                        tags={TRIGGER_TAG: "queue"},
+                    ),
+                    limit=1,
+                )
+            )
+        if not in_flight:
+            claim = f"stats-queue-{uuid.uuid4().hex[:16]}"
+            claimed = queue.claim(claim, max_rows_per_run())
+            if claimed:
+                requests.append(_run_request(claim, claimed, max(c.priority for c in claimed)))
+                notes.append(f"claimed {len(claimed)} rows as {claim}, lead {claimed[0].id}")
+                context.update_cursor(
+                    json.dumps({"last_claim": claim, "rows": [c.id for c in claimed]})
+                )
+    for note in notes:
+        context.log.info(note)
+    if not requests:
+        return dg.SkipReason("a queue run is in flight" if in_flight else "no queued rows")
+    return dg.SensorResult(run_requests=requests)
+
+
+def asset_results(
+    instance: dg.DagsterInstance, run_id: str
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per-asset outcome of a run (from its event log) and the failures' messages."""
+    records = instance.get_records_for_run(
+        run_id=run_id,
+        of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.STEP_FAILURE},
+        limit=1000,
+    ).records
+    results: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            meta = {k: v.value for k, v in materialization.metadata.items()}
+            results[materialization.asset_key.path[-1]] = {
+                "status": "completed",
+                **{
+                    k: meta[k]
+                    for k in ("rows", "rewritten", "revalidation", "seconds")
+                    if k in meta and isinstance(meta[k], int | float | str | bool)
+                },
+            }
+        else:
+            error = event.step_failure_data.error
+            message = redact(error.message.strip().splitlines()[0] if error else "failed")[:500]
+            name = event.step_key or "run"
+            results[name] = {"status": "failed", "error": message}
+            errors.append(f"{name}: {message}")
+    return results, errors
+
+
+def write_back(
+    conn: psycopg.Connection, app_schema: str, instance: dg.DagsterInstance, run: dg.DagsterRun
+) -> int:
+    """Record a queue run's state on its rows; returns the rows updated."""
+    claim = run.tags.get(CLAIM_TAG)
+    if not claim:
+        return 0
+    register_secret(optional_setting("INTERNAL_API_KEY"))
+    queue = Queue(conn, app_schema)
+    record = instance.get_run_record_by_id(run.run_id)
+    current = record.dagster_run if record else run
+    started = (
+        dt.datetime.fromtimestamp(record.start_time, dt.UTC)
+        if record and record.start_time
+        else None
+    )
+    if current.status not in FINISHED:
+        return queue.mark_started(claim, run.run_id, started or dt.datetime.now(dt.UTC))
+    per_asset, errors = asset_results(instance, run.run_id)
+    completed = (
+        dt.datetime.fromtimestamp(record.end_time, dt.UTC)
+        if record and record.end_time
+        else dt.datetime.now(dt.UTC)
+    )
+    succeeded = current.status == DagsterRunStatus.SUCCESS
+    error = None
+    if not succeeded:
+        error = "; ".join(errors) or f"run {current.status.value.lower()}"
+    results = {
+        "dagster_run_id": run.run_id,
+        "run_status": current.status.value,
+        "assets": per_asset,
+        "succeeded": sum(1 for r in per_asset.values() if r["status"] == "completed"),
+        "failed": sum(1 for r in per_asset.values() if r["status"] == "failed"),
+    }
+    return queue.mark_finished(
+        claim,
+        "completed" if succeeded else "failed",
+        results,
+        error[:2000] if error else None,
+        started,
+        completed,
+    )
+
+
+def _status_sensor(status: DagsterRunStatus, name: str, what: str) -> dg.SensorDefinition:
+    @dg.run_status_sensor(
+        run_status=status,
+        name=name,
+        monitored_jobs=[stats_refresh_job],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=5,
+        description=f"Marks the queue rows of a {what} stats_refresh_job run in {QUEUE_TABLE}.",
+    )
+    def _sensor(context: dg.RunStatusSensorContext, stats_db: StatsDatabase):
+        run = context.dagster_run
+        if CLAIM_TAG not in run.tags:
+            return dg.SkipReason("not a queue run")
+        with stats_db.connect(autocommit=True) as conn:
+            updated = write_back(conn, stats_db.app_schema_name(), context.instance, run)
+        context.log.info(f"run {run.run_id}: {updated} queue rows updated")
+        return None
+
+    return _sensor
+
+
+stats_queue_started_sensor = _status_sensor(
+    DagsterRunStatus.STARTED, "stats_queue_started_sensor", "started"
+)
+stats_queue_success_sensor = _status_sensor(
+    DagsterRunStatus.SUCCESS, "stats_queue_success_sensor", "successful"
+)
+stats_queue_failure_sensor = _status_sensor(
+    DagsterRunStatus.FAILURE, "stats_queue_failure_sensor", "failed"
+)
+stats_queue_canceled_sensor = _status_sensor(
+    DagsterRunStatus.CANCELED, "stats_queue_canceled_sensor", "canceled"
+)
+
+QUEUE_SENSORS = [
+    stats_job_queue_sensor,
+    stats_queue_started_sensor,
+    stats_queue_success_sensor,
+    stats_queue_failure_sensor,
+    stats_queue_canceled_sensor,
+]

@@ -1,0 +1,172 @@
+-- The stats schema: one table per aggregate asset, replaced whole by each refresh.
+-- Applied idempotently (search_path = stats) before first use.
+
+CREATE TABLE IF NOT EXISTS season_stats (
+    season_id integer NOT NULL,
+    player_id integer NOT NULL,
+    games integer NOT NULL,
+    wins integer NOT NULL,
+    draws integer NOT NULL,
+    losses integer NOT NULL,
+    goals integer NOT NULL,
+    points integer NOT NULL,
+    PRIMARY KEY (season_id, player_id)
+);
+
+CREATE TABLE IF NOT EXISTS half_season_stats (
+    season_id integer NOT NULL,
+    half smallint NOT NULL CHECK (half IN (1, 2)),
+    player_id integer NOT NULL,
+    games integer NOT NULL,
+    wins integer NOT NULL,
+    draws integer NOT NULL,
+    losses integer NOT NULL,
+    goals integer NOT NULL,
+    points integer NOT NULL,
+    PRIMARY KEY (season_id, half, player_id)
+);
+
+CREATE TABLE IF NOT EXISTS all_time_stats (
+    player_id integer PRIMARY KEY,
+    games integer NOT NULL,
+    wins integer NOT NULL,
+    draws integer NOT NULL,
+    losses integer NOT NULL,
+    goals integer NOT NULL,
+    points integer NOT NULL,
+    win_pct double precision NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS hall_of_fame (
+    category text NOT NULL,
+    rank integer NOT NULL,
+    player_id integer NOT NULL,
+    value double precision NOT NULL,
+    PRIMARY KEY (category, player_id)
+);
+
+CREATE TABLE IF NOT EXISTS recent_performance (
+    player_id integer PRIMARY KEY,
+    last_5 text NOT NULL,
+    goals_last_5 integer NOT NULL,
+    points_last_5 integer NOT NULL,
+    last_match_date date NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS season_honours_and_records (
+    kind text NOT NULL,
+    season_id integer,
+    player_id integer,
+    match_id integer,
+    value integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS season_honours_and_records_kind_idx
+    ON season_honours_and_records (kind, season_id);
+
+CREATE TABLE IF NOT EXISTS match_report (
+    match_id integer PRIMARY KEY,
+    match_date date NOT NULL,
+    season_id integer,
+    team_a_score integer NOT NULL,
+    team_b_score integer NOT NULL,
+    team_a text[] NOT NULL,
+    team_b text[] NOT NULL,
+    scorers jsonb NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS personal_bests (
+    player_id integer PRIMARY KEY,
+    most_goals_in_match integer NOT NULL,
+    longest_win_streak integer NOT NULL,
+    longest_unbeaten_streak integer NOT NULL,
+    best_season_points integer
+);
+
+CREATE TABLE IF NOT EXISTS player_profile_stats (
+    player_id integer PRIMARY KEY,
+    name text NOT NULL,
+    is_ringer boolean NOT NULL,
+    is_retired boolean NOT NULL,
+    games integer NOT NULL,
+    goals integer NOT NULL,
+    points integer NOT NULL,
+    win_pct double precision,
+    seasons_played integer NOT NULL,
+    current_streak text,
+    power_rating double precision NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS season_race_data (
+    season_id integer NOT NULL,
+    player_id integer NOT NULL,
+    match_id integer NOT NULL,
+    match_date date NOT NULL,
+    cumulative_points integer NOT NULL,
+    PRIMARY KEY (season_id, player_id, match_id)
+);
+
+CREATE TABLE IF NOT EXISTS power_ratings (
+    player_id integer PRIMARY KEY,
+    rating double precision NOT NULL,
+    matches_rated integer NOT NULL
+);
+
+-- Elo over the refresh's `club_results` temp table, in match order (match_date, match_id).
+-- Ratings live in an array indexed by a dense player number, so each match costs O(players).
+CREATE OR REPLACE FUNCTION elo_ratings(k double precision DEFAULT 20)
+RETURNS TABLE (player_id integer, rating double precision, matches_rated integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    ids integer[];
+    ratings double precision[];
+    rated integer[];
+    m record;
+    i integer;
+    mean_a double precision;
+    mean_b double precision;
+    expected_a double precision;
+    actual_a double precision;
+    delta_a double precision;
+BEGIN
+    SELECT coalesce(array_agg(d.player_id ORDER BY d.player_id), '{}')
+      INTO ids FROM (SELECT DISTINCT r.player_id FROM club_results r) d;
+    ratings := array_fill(1000::double precision, ARRAY[greatest(cardinality(ids), 1)]);
+    rated := array_fill(0, ARRAY[greatest(cardinality(ids), 1)]);
+    FOR m IN
+        WITH numbered AS (
+            SELECT d.player_id, (row_number() OVER (ORDER BY d.player_id))::integer AS idx
+              FROM (SELECT DISTINCT r.player_id FROM club_results r) d
+        )
+        SELECT array_agg(n.idx ORDER BY n.idx) FILTER (WHERE r.team = 'A') AS side_a,
+               array_agg(n.idx ORDER BY n.idx) FILTER (WHERE r.team = 'B') AS side_b,
+               max(r.goals_for) FILTER (WHERE r.team = 'A') AS score_a,
+               max(r.goals_for) FILTER (WHERE r.team = 'B') AS score_b
+          FROM club_results r JOIN numbered n ON n.player_id = r.player_id
+         GROUP BY r.match_date, r.match_id
+         ORDER BY r.match_date, r.match_id
+    LOOP
+        mean_a := 0;
+        FOREACH i IN ARRAY m.side_a LOOP mean_a := mean_a + ratings[i]; END LOOP;
+        mean_a := mean_a / cardinality(m.side_a);
+        mean_b := 0;
+        FOREACH i IN ARRAY m.side_b LOOP mean_b := mean_b + ratings[i]; END LOOP;
+        mean_b := mean_b / cardinality(m.side_b);
+        expected_a := 1 / (1 + power(10::double precision, (mean_b - mean_a) / 400));
+        actual_a := CASE WHEN m.score_a > m.score_b THEN 1
+                         WHEN m.score_a = m.score_b THEN 0.5 ELSE 0 END;
+        delta_a := k * (actual_a - expected_a);
+        FOREACH i IN ARRAY m.side_a LOOP
+            ratings[i] := ratings[i] + delta_a;
+            rated[i] := rated[i] + 1;
+        END LOOP;
+        FOREACH i IN ARRAY m.side_b LOOP
+            ratings[i] := ratings[i] - delta_a;
+            rated[i] := rated[i] + 1;
+        END LOOP;
+    END LOOP;
+    RETURN QUERY
+        SELECT u.id, ratings[u.n], rated[u.n]
+          FROM unnest(ids) WITH ORDINALITY AS u(id, n);
+END;
+$$;
