@@ -1,0 +1,276 @@
+"""The `stream_parquet` asset: one partition per data model, one Parquet file per partition."""
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.redaction import redact
+from sync_assets.core.storage import ObjectStorageResource
+from sync_assets.streams import models
+from sync_assets.streams.models import DataModel, ModelDefinitionError
+from sync_assets.streams.storage import Buckets, SourceMissingError, fsync_file, temp_dir
+from sync_assets.streams.transform import (
+    EngineSettings,
+    SourceError,
+    TooManyRejectedError,
+    transform,
+)
+
+stream_models = dg.DynamicPartitionsDefinition(name="stream_models")
+DOMAIN_TAGS = {"sync_assets/domain": "streams"}
+REQUEST_TAG = "sync_assets/stream_sync_job_id"
+# Faults of the model or its source: a retry cannot help, so the run fails at once.
+DEFINITE_FAULTS = (ModelDefinitionError, SourceError, SourceMissingError, TooManyRejectedError)
+
+
+class ModelUnavailableError(RuntimeError):
+    """The data model does not exist or is disabled."""
+
+
+class StreamSyncConfig(dg.Config):
+    force: bool = Field(
+        default=False, description="Rewrite the Parquet even when the source is unchanged."
+    )
+    max_rejected_fraction: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Share of rows whose values do not cast above which nothing is published.",
+    )
+    memory_limit: str = Field(
+        default="512MB", description="DuckDB memory limit; beyond it DuckDB spills to disk."
+    )
+    threads: int | None = Field(default=None, ge=1, description="DuckDB threads (default: all).")
+    lock_wait_seconds: float = Field(
+        default=600, ge=0, description="How long to wait for another run of the same model."
+    )
+
+
+def ensure_partitions(instance: dg.DagsterInstance, model_ids: list[str]) -> list[str]:
+    """Add data model ids that are not partitions yet; return the new ones."""
+    known = set(instance.get_dynamic_partitions(stream_models.name))
+    new = [model_id for model_id in dict.fromkeys(model_ids) if model_id not in known]
+    if new:
+        instance.add_dynamic_partitions(stream_models.name, new)
+    return new
+
+
+def previous_metadata(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, model_id: str
+) -> dict[str, Any]:
+    """The metadata of the partition's latest materialization (empty when there is none)."""
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[model_id]), limit=1
+    )
+    if not result.records:
+        return {}
+    materialization = result.records[0].asset_materialization
+    if materialization is None:
+        return {}
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def load_model(db: PostgresResource, model_id: str) -> DataModel:
+    with db.connect() as conn:
+        row = models.load_model_row(conn, model_id)
+    if row is None:
+        raise ModelUnavailableError(f"data model {model_id!r} does not exist in data_models")
+    model = models.parse_model(row)
+    if not model.enabled:
+        raise ModelUnavailableError(f"data model {model_id!r} is disabled; it is not synced")
+    return model
+
+
+def sync_model(
+    model_id: str,
+    config: StreamSyncConfig,
+    db: PostgresResource,
+    storage: ObjectStorageResource,
+    previous: dict[str, Any],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Sync one data model; return the materialization metadata. Raises on any fault."""
+    started = time.monotonic()
+    model = load_model(db, model_id)
+    buckets = Buckets.of(storage)
+    fingerprint = model.fingerprint()
+    key = buckets.parquet_key(model.id)
+    with db.advisory_lock(f"stream_parquet:{model.id}", wait_seconds=config.lock_wait_seconds):
+        if cleared := buckets.clear_leftovers(model.id):
+            log(f"removed {cleared} staging leftover(s) of an earlier run that did not finish")
+        checksum, source_bytes = buckets.checksum(model.source_uri)
+        unchanged = (
+            previous.get("source_sha256") == checksum
+            and previous.get("mapping_fingerprint") == fingerprint
+            and buckets.exists(key)
+        )
+        base = {
+            "model": model.id,
+            "source_uri": buckets.url(model.source_uri),
+            "source_format": model.source_format,
+            "source_sha256": checksum,
+            "source_bytes": source_bytes,
+            "mapping_fingerprint": fingerprint,
+            "ref_fields": list(model.ref_fields),
+            "parquet_uri": buckets.url(key),
+        }
+        if unchanged and not config.force:
+            log(f"source {model.source_uri} unchanged (sha256 {checksum[:12]}); not rewritten")
+            with db.transaction() as conn:
+                rows = int(previous.get("rows_written") or 0)
+                models.record_sync(conn, model.id, buckets.url(key), rows, dt.datetime.now(dt.UTC))
+            carried = {
+                k: previous[k]
+                for k in ("rows_read", "rows_written", "rows_rejected", "bytes")
+                if k in previous
+            }
+            return {
+                **base,
+                **carried,
+                "skipped": True,
+                "skip_reason": "source checksum and mapping unchanged since the last sync",
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        path, filesystem = buckets.duckdb_path(model.source_uri)
+        settings = EngineSettings(
+            memory_limit=config.memory_limit, threads=config.threads, temp_dir=temp_dir()
+        )
+        with buckets.staging(model.id) as staging:
+            result = transform(
+                model,
+                path,
+                buckets.opener(model.source_uri),
+                staging,
+                settings=settings,
+                max_rejected_fraction=config.max_rejected_fraction,
+                filesystem=filesystem,
+            )
+            fsync_file(result.output)
+            size = result.output.stat().st_size
+            uri = buckets.publish(model.id, result.output)
+        with db.transaction() as conn:
+            models.record_sync(conn, model.id, uri, result.rows_written, dt.datetime.now(dt.UTC))
+    log(
+        f"{model.id}: {result.rows_read} rows read, {result.rows_written} written, "
+        f"{result.rows_rejected} rejected -> {uri}"
+    )
+    return {
+        **base,
+        "skipped": False,
+        "rows_read": result.rows_read,
+        "rows_written": result.rows_written,
+        "rows_rejected": result.rows_rejected,
+        "rejected_fraction": round(result.rejected_fraction, 6),
+        "rejected_samples": dg.MetadataValue.json(result.rejected_samples),
+        "bytes": size,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def data_version(metadata: dict[str, Any]) -> dg.DataVersion:
+    return dg.DataVersion(f"{metadata['source_sha256'][:16]}-{metadata['mapping_fingerprint']}")
+
+
+def failure(exc: BaseException) -> dg.Failure:
+    """A run failure that names the model and the fault; definite faults are not retried."""
+    metadata = getattr(exc, "metadata", None) or {}
+    return dg.Failure(
+        description=redact(str(exc)),
+        metadata={
+            k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v
+            for k, v in metadata.items()
+        },
+        allow_retries=not isinstance(exc, DEFINITE_FAULTS + (ModelUnavailableError,)),
+    )
+
+
+def _request_id(context: dg.AssetExecutionContext) -> int | None:
+    value = context.run.tags.get(REQUEST_TAG)
+    return int(value) if value and value.isdigit() else None
+
+
+def _mark(db: PostgresResource, request_id: int | None, status: str, **fields: Any) -> None:
+    if request_id is None:
+        return
+    with db.transaction() as conn:
+        models.set_request_status(conn, request_id, status, **fields)
+
+
+@dg.asset(
+    partitions_def=stream_models,
+    group_name="streams",
+    kinds={"duckdb", "parquet"},
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+)
+def stream_parquet(
+    context: dg.AssetExecutionContext,
+    config: StreamSyncConfig,
+    streams_db: PostgresResource,
+    object_storage: ObjectStorageResource,
+) -> dg.MaterializeResult:
+    """A data model's source file mapped, typed and hashed into `streams/<model id>.parquet`."""
+    model_id = context.partition_key
+    models.apply_schema(streams_db)
+    request_id = _request_id(context)
+    _mark(streams_db, request_id, models.RUNNING, run_id=context.run_id)
+    try:
+        metadata = sync_model(
+            model_id,
+            config,
+            streams_db,
+            object_storage,
+            previous_metadata(context.instance, context.asset_key, model_id),
+            context.log.info,
+        )
+    except Exception as exc:
+        _mark(streams_db, request_id, models.FAILED, run_id=context.run_id, error=str(exc))
+        if isinstance(exc, DEFINITE_FAULTS + (ModelUnavailableError,)):
+            raise failure(exc) from None
+        raise
+    _mark(streams_db, request_id, models.DONE, run_id=context.run_id)
+    return dg.MaterializeResult(metadata=metadata, data_version=data_version(metadata))
+
+
+@dg.op(
+    tags=DOMAIN_TAGS,
+    description="Sync every enabled data model, one after another (the demo's and CLI's job).",
+)
+def sync_all_stream_models(
+    context: dg.OpExecutionContext,
+    streams_db: PostgresResource,
+    object_storage: ObjectStorageResource,
+) -> None:
+    models.apply_schema(streams_db)
+    with streams_db.connect() as conn:
+        rows = models.enabled_model_rows(conn)
+    ids = [str(row["id"]) for row in rows if models.MODEL_ID.match(str(row["id"]))]
+    ensure_partitions(context.instance, ids)
+    asset_key = dg.AssetKey("stream_parquet")
+    failed: list[str] = []
+    for model_id in ids:
+        try:
+            metadata = sync_model(
+                model_id,
+                StreamSyncConfig(),
+                streams_db,
+                object_storage,
+                previous_metadata(context.instance, asset_key, model_id),
+                context.log.info,
+            )
+        except Exception as exc:
+            context.log.error(f"data model {model_id!r} failed: {redact(str(exc))}")
+            failed.append(model_id)
+            continue
+        context.log_event(
+            dg.AssetMaterialization(asset_key=asset_key, partition=model_id, metadata=metadata)
+        )
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(ids)} data models failed: {', '.join(failed)}",
+            allow_retries=False,
+        )

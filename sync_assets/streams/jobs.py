@@ -1,0 +1,214 @@
+"""What starts stream syncs: the app's request table, new source files, and a periodic re-sync."""
+
+import json
+
+import dagster as dg
+
+from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.redaction import redact
+from sync_assets.core.storage import ObjectStorageResource
+from sync_assets.streams import models
+from sync_assets.streams.assets import (
+    DOMAIN_TAGS,
+    REQUEST_TAG,
+    ensure_partitions,
+    stream_models,
+    stream_parquet,
+    sync_all_stream_models,
+)
+from sync_assets.streams.models import ModelDefinitionError
+from sync_assets.streams.storage import Buckets
+
+REQUESTS_PER_TICK = 50
+
+stream_sync_job = dg.define_asset_job(
+    "stream_sync_job",
+    selection=dg.AssetSelection.assets(stream_parquet),
+    partitions_def=stream_models,
+    description="Sync one data model (a partition) into streams/<model id>.parquet.",
+    tags=DOMAIN_TAGS,
+)
+
+
+@dg.job(tags=DOMAIN_TAGS, description="Sync every enabled data model in one run.")
+def stream_sync_all_job() -> None:
+    sync_all_stream_models()
+
+
+def _usable(row: dict) -> str | None:
+    """Why a model row cannot be synced (None when it can)."""
+    try:
+        model = models.parse_model(row)
+    except ModelDefinitionError as exc:
+        return str(exc)
+    if not model.enabled:
+        return f"data model {model.id!r} is disabled; it is not synced"
+    return None
+
+
+def _existing_run(instance: dg.DagsterInstance, request_id: int) -> dg.DagsterRun | None:
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={REQUEST_TAG: str(request_id)}), limit=1
+    )
+    return records[0].dagster_run if records else None
+
+
+@dg.sensor(
+    job=stream_sync_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="One run per row the app adds to stream_sync_jobs; the status is written back.",
+)
+def stream_sync_jobs_sensor(
+    context: dg.SensorEvaluationContext, streams_db: PostgresResource
+) -> dg.SensorResult:
+    """Turn each open request into exactly one run of its model's partition.
+
+    A request is one run: the run key is the request id, and a request that already has a
+    run (found by its tag) is never requested again, so restarts and lost cursors are harmless.
+    """
+    models.apply_schema(streams_db)
+    run_requests: list[dg.RunRequest] = []
+    with streams_db.transaction() as conn:
+        requests = models.open_requests(conn, REQUESTS_PER_TICK)
+        rows = {}
+        for model_id in {r.data_model_id for r in requests}:
+            rows[model_id] = models.load_model_row(conn, model_id)
+        for request in requests:
+            row = rows.get(request.data_model_id)
+            problem = (
+                f"data model {request.data_model_id!r} does not exist in data_models"
+                if row is None
+                else _usable(row)
+            )
+            if problem:
+                models.set_request_status(conn, request.id, models.FAILED, error=problem)
+                context.log.warning(f"stream_sync_jobs {request.id}: {problem}")
+                continue
+            if request.status == models.PENDING:
+                models.set_request_status(
+                    conn, request.id, models.QUEUED, only_from=[models.PENDING]
+                )
+            run = _existing_run(context.instance, request.id)
+            if run is not None:
+                if run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE):
+                    models.set_request_status(
+                        conn,
+                        request.id,
+                        models.FAILED,
+                        run_id=run.run_id,
+                        error=f"run {run.run_id} ended {run.status.value.lower()}",
+                    )
+                continue
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=f"stream_sync_jobs:{request.id}",
+                    partition_key=request.data_model_id,
+                    tags={REQUEST_TAG: str(request.id)},
+                )
+            )
+        ensure_partitions(context.instance, [r.partition_key for r in run_requests])
+    if not run_requests:
+        return dg.SensorResult(skip_reason="no open requests in stream_sync_jobs")
+    return dg.SensorResult(run_requests=run_requests)
+
+
+@dg.sensor(
+    job=stream_sync_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A run for each enabled model whose source object is new or has changed.",
+)
+def stream_source_sensor(
+    context: dg.SensorEvaluationContext,
+    streams_db: PostgresResource,
+    object_storage: ObjectStorageResource,
+) -> dg.SensorResult:
+    """Compare each enabled model's source object (size and mtime/ETag) with the last tick."""
+    models.apply_schema(streams_db)
+    with streams_db.connect() as conn:
+        rows = models.enabled_model_rows(conn)
+    buckets = Buckets.of(object_storage)
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    current: dict[str, str] = {}
+    run_requests = []
+    for row in rows:
+        if problem := _usable(row):
+            context.log.warning(problem)
+            continue
+        model_id = str(row["id"])
+        marker = buckets.fingerprint(str(row["source_uri"]))
+        if marker is None:
+            continue
+        current[model_id] = marker
+        if seen.get(model_id) != marker:
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=f"stream_source:{model_id}:{marker}",
+                    partition_key=model_id,
+                    tags={"sync_assets/trigger": "source_changed"},
+                )
+            )
+    ensure_partitions(context.instance, [r.partition_key for r in run_requests])
+    return dg.SensorResult(
+        run_requests=run_requests,
+        cursor=json.dumps(current, sort_keys=True),
+        skip_reason=None if run_requests else "no new or changed source objects",
+    )
+
+
+@dg.schedule(
+    job=stream_sync_job,
+    cron_schedule="15 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly at :15 UTC: re-sync every enabled model (unchanged sources are skipped).",
+)
+def stream_sync_schedule(
+    context: dg.ScheduleEvaluationContext, streams_db: PostgresResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    models.apply_schema(streams_db)
+    with streams_db.connect() as conn:
+        rows = models.enabled_model_rows(conn)
+    ids = []
+    for row in rows:
+        if problem := _usable(row):
+            context.log.warning(problem)
+        else:
+            ids.append(str(row["id"]))
+    if not ids:
+        return dg.SkipReason("no enabled data models")
+    ensure_partitions(context.instance, ids)
+    tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else ""
+    return [
+        dg.RunRequest(
+            run_key=f"stream_sync_schedule:{tick}:{model_id}",
+            partition_key=model_id,
+            tags={"sync_assets/trigger": "schedule"},
+        )
+        for model_id in ids
+    ]
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[stream_sync_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks the request of a failed stream run as failed, with the error.",
+)
+def stream_sync_failure_sensor(
+    context: dg.RunFailureSensorContext, streams_db: PostgresResource
+) -> None:
+    """Runs that die before the asset can write back (crash, resource error) still fail."""
+    value = context.dagster_run.tags.get(REQUEST_TAG)
+    if not value or not value.isdigit():
+        return
+    message = context.failure_event.message or "the run failed"
+    with streams_db.transaction() as conn:
+        models.set_request_status(
+            conn,
+            int(value),
+            models.FAILED,
+            run_id=context.dagster_run.run_id,
+            error=redact(message),
+            only_from=[models.PENDING, models.QUEUED, models.RUNNING],
+        )

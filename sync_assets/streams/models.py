@@ -1,0 +1,225 @@
+"""The app's data models and sync requests: reading them, validating them, writing results back.
+
+`data_models` defines each stream (source object, format, field mappings, ref fields);
+`stream_sync_jobs` is the app's request queue. Both belong to the app; this module only reads
+them and writes back the columns the app expects (`parquet_uri`, `row_count`, `synced_at`; a
+request's `status`, `run_id`, `attempts`, `error`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import psycopg
+
+from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.redaction import redact
+
+FORMATS = ("csv", "ndjson", "json", "parquet")
+TYPES = ("integer", "number", "text", "boolean", "date", "timestamp")
+REF_COLUMN = "$_ref"
+# Model ids become file names (`streams/<id>.parquet`) and Dagster partition keys.
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Sources are objects in the storage's buckets: `<bucket>/<key>`, no `..`, no scheme.
+SOURCE_URI = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[^/]+)+$")
+
+# Request statuses written back to stream_sync_jobs.
+PENDING, QUEUED, RUNNING, DONE, FAILED = "pending", "queued", "running", "done", "failed"
+
+
+class ModelDefinitionError(ValueError):
+    """A data model's definition cannot be synced (bad id, mapping, format or source)."""
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    source: str
+    target: str
+    type: str
+
+
+@dataclass(frozen=True)
+class DataModel:
+    id: str
+    name: str
+    source_uri: str
+    source_format: str
+    mappings: tuple[FieldMapping, ...]
+    ref_fields: tuple[str, ...]
+    enabled: bool
+
+    def fingerprint(self) -> str:
+        """A hash of everything that shapes the output; a change forces a rewrite."""
+        spec = {
+            "format": self.source_format,
+            "mappings": [[m.source, m.target, m.type] for m in self.mappings],
+            "ref_fields": list(self.ref_fields),
+            "algorithm": "md5-v1",
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def apply_schema(db: PostgresResource) -> None:
+    db.apply_ddl(resources.files("sync_assets.streams").joinpath("schema.sql").read_text())
+
+
+def _clean_name(value: Any, what: str, model_id: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ModelDefinitionError(f"data model {model_id!r}: {what} must be a non-empty string")
+    if any(ord(ch) < 32 for ch in value) or len(value) > 255:
+        raise ModelDefinitionError(
+            f"data model {model_id!r}: {what} {value!r} has control characters or is too long"
+        )
+    return value
+
+
+def parse_model(row: dict[str, Any]) -> DataModel:
+    """Validate one data_models row; raise ModelDefinitionError naming the model and the fault."""
+    model_id = str(row["id"])
+    if not MODEL_ID.match(model_id):
+        raise ModelDefinitionError(
+            f"data model id {model_id!r} is not usable as a file name "
+            "(letters, digits, '.', '_', '-'; up to 128 characters)"
+        )
+    fmt = row.get("source_format")
+    if fmt not in FORMATS:
+        raise ModelDefinitionError(
+            f"data model {model_id!r}: source_format {fmt!r} is not one of {', '.join(FORMATS)}"
+        )
+    source_uri = str(row.get("source_uri") or "")
+    if not SOURCE_URI.match(source_uri) or any(p in (".", "..") for p in source_uri.split("/")):
+        raise ModelDefinitionError(
+            f"data model {model_id!r}: source_uri {source_uri!r} must be '<bucket>/<key>' "
+            "inside object storage"
+        )
+    raw = row.get("field_mappings")
+    if isinstance(raw, str):
+        raw = json.loads(raw)
+    if not isinstance(raw, list) or not raw:
+        raise ModelDefinitionError(f"data model {model_id!r}: field_mappings is empty")
+    mappings: list[FieldMapping] = []
+    targets: set[str] = set()
+    for position, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ModelDefinitionError(
+                f"data model {model_id!r}: field_mappings[{position}] is not an object"
+            )
+        source = _clean_name(item.get("source"), f"field_mappings[{position}].source", model_id)
+        target = _clean_name(
+            item.get("target") or source, f"field_mappings[{position}].target", model_id
+        )
+        kind = item.get("type", "text")
+        if kind not in TYPES:
+            raise ModelDefinitionError(
+                f"data model {model_id!r}: field {target!r} has type {kind!r}, "
+                f"not one of {', '.join(TYPES)}"
+            )
+        # DuckDB and most Parquet readers compare column names case-insensitively.
+        if target.lower() in targets or target == REF_COLUMN:
+            raise ModelDefinitionError(
+                f"data model {model_id!r}: target field {target!r} is used twice or reserved"
+            )
+        targets.add(target.lower())
+        mappings.append(FieldMapping(source=source, target=target, type=kind))
+    by_target = {m.target: m for m in mappings}
+    refs = tuple(row.get("ref_fields") or ()) or tuple(m.target for m in mappings)
+    for ref in refs:
+        if ref not in by_target:
+            raise ModelDefinitionError(
+                f"data model {model_id!r}: ref field {ref!r} is not a mapped target field"
+            )
+    if len(set(refs)) != len(refs):
+        raise ModelDefinitionError(f"data model {model_id!r}: ref_fields repeats a field")
+    return DataModel(
+        id=model_id,
+        name=str(row.get("name") or model_id),
+        source_uri=source_uri,
+        source_format=fmt,
+        mappings=tuple(mappings),
+        ref_fields=refs,
+        enabled=bool(row.get("enabled", True)),
+    )
+
+
+_SELECT_MODELS = (
+    "SELECT id, name, source_uri, source_format, field_mappings, ref_fields, enabled"
+    " FROM data_models"
+)
+
+
+def _as_dict(cursor: psycopg.Cursor, row: Sequence[Any]) -> dict[str, Any]:
+    return {column.name: value for column, value in zip(cursor.description or (), row, strict=True)}
+
+
+def load_model_row(conn: psycopg.Connection, model_id: str) -> dict[str, Any] | None:
+    cursor = conn.execute(_SELECT_MODELS + " WHERE id = %s", (model_id,))
+    row = cursor.fetchone()
+    return _as_dict(cursor, row) if row else None
+
+
+def enabled_model_rows(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    cursor = conn.execute(_SELECT_MODELS + " WHERE enabled ORDER BY id")
+    return [_as_dict(cursor, row) for row in cursor.fetchall()]
+
+
+def record_sync(
+    conn: psycopg.Connection, model_id: str, parquet_uri: str, row_count: int, at: dt.datetime
+) -> None:
+    conn.execute(
+        "UPDATE data_models SET parquet_uri = %s, row_count = %s, synced_at = %s WHERE id = %s",
+        (parquet_uri, row_count, at, model_id),
+    )
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    id: int
+    data_model_id: str
+    status: str
+
+
+def open_requests(conn: psycopg.Connection, limit: int) -> list[SyncRequest]:
+    """Requests not yet picked up by a run (pending, or queued by an earlier tick)."""
+    rows = conn.execute(
+        "SELECT id, data_model_id, status FROM stream_sync_jobs"
+        " WHERE status IN ('pending', 'queued') ORDER BY id LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [SyncRequest(*row) for row in rows]
+
+
+def set_request_status(
+    conn: psycopg.Connection,
+    request_id: int,
+    status: str,
+    *,
+    run_id: str | None = None,
+    error: str | None = None,
+    only_from: Sequence[str] | None = None,
+) -> bool:
+    """Write a request's status back; `running` counts an attempt. Returns whether it changed."""
+    clean_error = redact(error)[:2000] if error else None
+    query = (
+        "UPDATE stream_sync_jobs SET status = %(status)s,"
+        " run_id = coalesce(%(run_id)s, run_id),"
+        " attempts = attempts + CASE WHEN %(status)s = 'running' THEN 1 ELSE 0 END,"
+        " error = %(error)s"
+        " WHERE id = %(id)s"
+    )
+    params: dict[str, Any] = {
+        "status": status,
+        "run_id": run_id,
+        "error": clean_error,
+        "id": request_id,
+    }
+    if only_from:
+        query += " AND status = ANY(%(from)s)"
+        params["from"] = list(only_from)
+    return conn.execute(query, params).rowcount > 0  # type: ignore[arg-type]

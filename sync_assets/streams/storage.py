@@ -1,0 +1,194 @@
+"""The `sources` and `streams` buckets: checksums, staging and the atomic publish.
+
+A run writes its Parquet to a staging object and then replaces `streams/<model id>.parquet` in
+one step: a rename on a local folder (atomic on POSIX), a server-side copy on object stores
+(S3 makes an object visible whole or not at all). A reader sees the previous file or the new
+one, never a partial one, and a run that dies leaves the previous file and a staging leftover
+that the next run of the model removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractFileSystem
+
+from sync_assets.core.redaction import register_secret
+from sync_assets.core.settings import state_dir
+from sync_assets.core.storage import ObjectStorageResource
+
+STREAMS_BUCKET = "streams"
+STAGING = ".staging"
+CHUNK = 8 * 1024 * 1024
+
+
+class SourceMissingError(FileNotFoundError):
+    """The model's source object does not exist."""
+
+
+@dataclass
+class Buckets:
+    """One run's view of object storage."""
+
+    fs: AbstractFileSystem
+    root: str
+    root_url: str
+
+    @classmethod
+    def of(cls, storage: ObjectStorageResource) -> Buckets:
+        fs, root = storage.filesystem()
+        return cls(fs=fs, root=root, root_url=public_url(storage.root_url()))
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if self.root else key
+
+    def url(self, key: str) -> str:
+        return f"{self.root_url}/{key}"
+
+    def parquet_key(self, model_id: str) -> str:
+        return f"{STREAMS_BUCKET}/{model_id}.parquet"
+
+    # -- sources --
+
+    def fingerprint(self, key: str) -> str | None:
+        """A cheap version marker of an object (size, mtime or ETag); None when it is absent."""
+        try:
+            info = self.fs.info(self.path(key))
+        except FileNotFoundError:
+            return None
+        marker = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
+        return f"{info.get('size')}:{marker}"
+
+    def checksum(self, key: str) -> tuple[str, int]:
+        """SHA-256 and size of an object, read in 8 MB chunks (memory does not grow)."""
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with self.fs.open(self.path(key), "rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except FileNotFoundError:
+            raise SourceMissingError(f"source object {key!r} does not exist") from None
+        return digest.hexdigest(), size
+
+    def opener(self, key: str) -> Callable[[], IO[bytes]]:
+        return lambda: self.fs.open(self.path(key), "rb")
+
+    def duckdb_path(self, key: str) -> tuple[str, Any]:
+        """What DuckDB opens for `key`, and the fsspec filesystem to register (None: local)."""
+        if self.local:
+            return self.path(key), None
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"{protocol}://{self.path(key)}", self.fs
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    # -- staging and publishing --
+
+    @contextmanager
+    def staging(self, model_id: str) -> Iterator[Path]:
+        """A fresh local folder for one run's output, removed afterwards.
+
+        On a local bucket it sits inside the bucket, so the publish is a same-disk rename.
+        """
+        if self.local:
+            base = Path(self.path(f"{STREAMS_BUCKET}/{STAGING}"))
+        else:
+            base = state_dir() / "streams-staging"
+        base.mkdir(parents=True, exist_ok=True)
+        folder = base / f"{model_id}.{uuid.uuid4().hex}"
+        folder.mkdir()
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def clear_leftovers(self, model_id: str) -> int:
+        """Remove staging left by runs of this model that died (call under the model's lock)."""
+        removed = 0
+        if self.local:
+            base = Path(self.path(f"{STREAMS_BUCKET}/{STAGING}"))
+            for leftover in base.glob(f"{model_id}.*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed += 1
+            return removed
+        prefix = self.path(f"{STREAMS_BUCKET}/{STAGING}")
+        try:
+            names = self.fs.ls(prefix, detail=False)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            if os.path.basename(name).startswith(f"{model_id}."):
+                self.fs.rm(name, recursive=True)
+                removed += 1
+        return removed
+
+    def publish(self, model_id: str, local_file: Path) -> str:
+        """Replace `streams/<model id>.parquet` with `local_file` in one step; return its URL."""
+        key = self.parquet_key(model_id)
+        final = self.path(key)
+        if self.local:
+            Path(final).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local_file, final)
+            _fsync_dir(Path(final).parent)
+            return self.url(key)
+        temporary = self.path(f"{STREAMS_BUCKET}/{STAGING}/{model_id}.{uuid.uuid4().hex}.parquet")
+        self.fs.put_file(str(local_file), temporary)
+        try:
+            self.fs.mv(temporary, final)
+        finally:
+            if self.fs.exists(temporary):
+                self.fs.rm(temporary)
+        return self.url(key)
+
+
+def public_url(url: str) -> str:
+    """The storage URL without credentials (they are registered as secrets instead)."""
+    parts = urlsplit(url)
+    if not parts.password and not parts.username:
+        return url
+    register_secret(parts.password, parts.username)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a finished file to disk before it is renamed into place."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def temp_dir() -> Path:
+    """Where DuckDB spills when a transform outgrows its memory limit."""
+    return state_dir() / "duckdb-spill"

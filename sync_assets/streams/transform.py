@@ -1,0 +1,492 @@
+"""Source file -> mapped, typed, hashed Parquet, in one streaming DuckDB pass.
+
+DuckDB reads the source (CSV, NDJSON, a JSON array or Parquet) in vectors, casts every mapped
+field to its type, adds `$_ref` and writes zstd Parquet, spilling to disk when it needs to, so
+memory stays flat however large the source is. A row whose value does not cast is not written:
+the same pass routes it to a separate `rejected` file (PARTITION BY on a flag), which gives the
+rejected count without reading the source twice.
+
+`$_ref` (algorithm `md5-v1`) is the lowercase hex MD5 of the UTF-8 text made by joining, in
+`ref_fields` order, each ref field's canonical text with U+001F; a NULL is U+001E. Canonical
+text: integer -> decimal digits (`-42`); number -> the shortest text that round-trips the
+double (Python's `repr(float)`: `0.1`, `1e+16`, `100.0`); text -> itself; boolean -> `true` /
+`false`; date -> `YYYY-MM-DD`; timestamp -> microseconds since 1970-01-01T00:00:00Z as an
+integer. `ref_hash` below is the reference implementation for consumers.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+import pyarrow.parquet as pq
+
+from sync_assets.core.redaction import redact
+from sync_assets.streams.models import REF_COLUMN, DataModel, FieldMapping
+
+DUCKDB_TYPES = {
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "text": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+}
+INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
+FLOAT_TYPES = {"FLOAT", "DOUBLE"}
+TIME_TYPES = {
+    "DATE",
+    "TIMESTAMP",
+    "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP_S",
+    "TIMESTAMP_MS",
+    "TIMESTAMP_NS",
+}
+SAMPLE_SIZE = 5
+FLAG = "__sync_assets_rejected"
+NULL_MARK, SEPARATOR = "\x1e", "\x1f"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class SourceError(RuntimeError):
+    """The source cannot be read as its declared format, or lacks a mapped column."""
+
+
+class TooManyRejectedError(RuntimeError):
+    """More rows failed to cast than the threshold allows; nothing was published."""
+
+    def __init__(self, message: str, metadata: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.metadata = metadata
+
+
+@dataclass
+class EngineSettings:
+    """DuckDB limits for one transform: memory is capped, the rest spills to `temp_dir`."""
+
+    memory_limit: str = "512MB"
+    threads: int | None = None
+    temp_dir: Path | None = None
+
+
+@dataclass
+class TransformResult:
+    output: Path
+    rows_read: int
+    rows_written: int
+    rows_rejected: int
+    rejected_samples: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rejected_fraction(self) -> float:
+        return self.rows_rejected / self.rows_read if self.rows_read else 0.0
+
+
+def ident(name: str) -> str:
+    """A DuckDB identifier: always quoted, embedded quotes doubled (never executed)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A DuckDB string literal (standard SQL quoting, no backslash escapes)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --- the reference implementation of `$_ref` -------------------------------------------------
+
+
+def canonical_text(value: Any, kind: str) -> str:
+    """The text a value contributes to `$_ref` (see the module docstring)."""
+    if value is None:
+        return NULL_MARK
+    if kind == "integer":
+        return str(int(value))
+    if kind == "number":
+        return repr(float(value))
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind == "date":
+        return value.isoformat()
+    if kind == "timestamp":
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        delta = value - EPOCH
+        return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    return str(value)
+
+
+def ref_hash(values: Sequence[Any], kinds: Sequence[str]) -> str:
+    """`$_ref` of one row from its ref fields' typed values, in `ref_fields` order."""
+    text = SEPARATOR.join(canonical_text(v, k) for v, k in zip(values, kinds, strict=True))
+    return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 (an id, not security)
+
+
+# --- SQL building ----------------------------------------------------------------------------
+
+
+def _from_text(kind: str, text: str) -> str:
+    """Cast a VARCHAR expression to `kind`; NULL where it does not cast."""
+    if kind == "text":
+        return text
+    if kind == "integer":
+        # Integral values only: '1.0' -> 1, but '1.5' is rejected rather than rounded.
+        as_int, as_double = f"TRY_CAST({text} AS BIGINT)", f"TRY_CAST({text} AS DOUBLE)"
+        return f"CASE WHEN {as_int} = {as_double} THEN {as_int} END"
+    if kind == "number":
+        as_double = f"TRY_CAST({text} AS DOUBLE)"
+        return f"CASE WHEN isfinite({as_double}) THEN {as_double} END"
+    return f"TRY_CAST({text} AS {DUCKDB_TYPES[kind]})"
+
+
+def _from_typed(kind: str, column: str, source_type: str) -> str:
+    """Cast a natively typed (Parquet) column; values of another family go through text."""
+    base = source_type.split("(")[0].strip().upper()
+    numeric = base in INTEGER_TYPES or base in FLOAT_TYPES or base == "DECIMAL"
+    if kind == "text":
+        return f"CAST({column} AS VARCHAR)"
+    if kind == "integer" and base in INTEGER_TYPES:
+        return f"TRY_CAST({column} AS BIGINT)"
+    if kind == "integer" and numeric:
+        as_double = f"CAST({column} AS DOUBLE)"
+        return (
+            f"CASE WHEN isfinite({as_double}) AND {as_double} = trunc({as_double})"
+            f" THEN TRY_CAST({column} AS BIGINT) END"
+        )
+    if kind == "number" and numeric:
+        as_double = f"CAST({column} AS DOUBLE)"
+        return f"CASE WHEN isfinite({as_double}) THEN {as_double} END"
+    if kind == "boolean" and base == "BOOLEAN":
+        return column
+    if kind == "date" and base == "DATE":
+        return column
+    if kind == "timestamp" and base in TIME_TYPES:
+        return f"CAST({column} AS TIMESTAMPTZ)"
+    return _from_text(kind, f"CAST({column} AS VARCHAR)")
+
+
+def _canonical_sql(kind: str, typed: str) -> str:
+    if kind == "text":
+        text = typed
+    elif kind == "boolean":
+        text = f"CASE WHEN {typed} THEN 'true' WHEN NOT {typed} THEN 'false' END"
+    elif kind == "timestamp":
+        text = f"CAST(epoch_us({typed}) AS VARCHAR)"
+    else:
+        text = f"CAST({typed} AS VARCHAR)"
+    return f"coalesce({text}, chr(30))"
+
+
+def ref_sql(model: DataModel, typed_column: Callable[[FieldMapping], str]) -> str:
+    by_target = {m.target: m for m in model.mappings}
+    parts = [
+        _canonical_sql(by_target[r].type, typed_column(by_target[r])) for r in model.ref_fields
+    ]
+    return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
+
+
+# --- reading the source ----------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    """How DuckDB reads the source, and each mapped field's raw and typed expressions."""
+
+    reader: str
+    params: dict[str, Any]
+    raw: dict[str, str]  # target -> raw column (in the reader's output)
+    typed: dict[str, str]  # target -> typed expression over the raw column
+    rejectable: list[FieldMapping]
+    empty: bool = False
+
+
+def _duckdb_message(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    kept: list[str] = []
+    for line in lines:
+        if line.startswith(("Possible fixes", "LINE ", "^", "* ")):
+            break
+        kept.append(line)
+    return redact(" ".join(kept)[:600])
+
+
+def _csv_header(open_source: Callable[[], IO[bytes]]) -> list[str] | None:
+    """The header record of a CSV (None for an empty file), read without loading the file."""
+    with open_source() as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        try:
+            return next(csv.reader(text), None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise SourceError(f"the CSV header cannot be read: {exc}") from None
+
+
+def _missing(model: DataModel, names: Sequence[str], columns: set[str]) -> None:
+    for mapping in model.mappings:
+        if mapping.source not in columns:
+            available = ", ".join(repr(n) for n in list(names)[:20])
+            raise SourceError(
+                f"data model {model.id!r}: field mapping source column {mapping.source!r} "
+                f"(-> {mapping.target!r}) is not in the {model.source_format} source "
+                f"{model.source_uri!r} (columns: {available or 'none'})"
+            )
+
+
+def _describe(con: duckdb.DuckDBPyConnection, reader: str, params: dict[str, Any]) -> list:
+    return con.execute(f"DESCRIBE SELECT * FROM {reader}", params).fetchall()  # noqa: S608
+
+
+def _inspect(
+    con: duckdb.DuckDBPyConnection,
+    model: DataModel,
+    path: str,
+    open_source: Callable[[], IO[bytes]],
+) -> _Source:
+    fmt = model.source_format
+    if fmt == "csv":
+        header = _csv_header(open_source)
+        if header is None:
+            return _Source("", {}, {}, {}, [], empty=True)
+        positions: dict[str, int] = {}
+        for index, name in enumerate(header):
+            positions.setdefault(name, index)
+        _missing(model, header, set(header))
+        for mapping in model.mappings:
+            if header.count(mapping.source) > 1:
+                raise SourceError(
+                    f"data model {model.id!r}: the CSV header names {mapping.source!r} twice"
+                )
+        # Positional names: the header's text never appears in SQL.
+        columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
+        reader = (
+            "read_csv($path, header = true, auto_detect = false, delim = ',', quote = '\"',"
+            " escape = '\"', strict_mode = true, null_padding = false, columns = $columns)"
+        )
+        raw = {m.target: f"c{positions[m.source]}" for m in model.mappings}
+        typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
+        return _Source(
+            reader,
+            {"path": path, "columns": columns},
+            raw,
+            typed,
+            [m for m in model.mappings if m.type != "text"],
+        )
+    if fmt in ("ndjson", "json"):
+        layout = "newline_delimited" if fmt == "ndjson" else "array"
+        probe = f"read_json($path, format = '{layout}', records = true)"
+        try:
+            names = [row[0] for row in _describe(con, probe, {"path": path})]
+        except duckdb.BinderException as exc:
+            if "expected records" not in str(exc):
+                raise
+            objects = f"read_json_objects($path, format = '{layout}')"
+            found = con.execute(f"SELECT 1 FROM {objects} LIMIT 1", {"path": path}).fetchall()  # noqa: S608
+            if not found:
+                return _Source("", {}, {}, {}, [], empty=True)
+            raise SourceError(
+                f"data model {model.id!r}: the {fmt} source holds values that are not objects"
+            ) from None
+        if any(m.source not in names for m in model.mappings):
+            # A key that first appears after DuckDB's sample: look at every record once.
+            full = f"read_json($path, format = '{layout}', records = true, sample_size = -1)"
+            names = [row[0] for row in _describe(con, full, {"path": path})]
+        _missing(model, names, set(names))
+        sources = list(dict.fromkeys(m.source for m in model.mappings))
+        reader = f"read_json($path, format = '{layout}', records = true, columns = $columns)"
+        # An empty string is no value for a typed field (as an empty CSV field is).
+        raw = {
+            m.target: ident(m.source) if m.type == "text" else f"NULLIF({ident(m.source)}, '')"
+            for m in model.mappings
+        }
+        typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
+        return _Source(
+            reader,
+            {"path": path, "columns": {name: "VARCHAR" for name in sources}},
+            raw,
+            typed,
+            [m for m in model.mappings if m.type != "text"],
+        )
+    reader = "read_parquet($path)"
+    described = _describe(con, reader, {"path": path})
+    types = {row[0]: str(row[1]) for row in described}
+    _missing(model, [row[0] for row in described], set(types))
+    raw = {m.target: ident(m.source) for m in model.mappings}
+    typed = {m.target: _from_typed(m.type, raw[m.target], types[m.source]) for m in model.mappings}
+    rejectable = [
+        m for m in model.mappings if m.type != "text" and typed[m.target] != raw[m.target]
+    ]
+    return _Source(reader, {"path": path}, raw, typed, rejectable)
+
+
+# --- the transform ---------------------------------------------------------------------------
+
+
+def connect(settings: EngineSettings) -> duckdb.DuckDBPyConnection:
+    config: dict[str, Any] = {"memory_limit": settings.memory_limit}
+    if settings.threads:
+        config["threads"] = settings.threads
+    if settings.temp_dir:
+        settings.temp_dir.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(settings.temp_dir)
+    con = duckdb.connect(":memory:", config=config)
+    # Timestamps without an offset are UTC, whatever the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _empty_output(con: duckdb.DuckDBPyConnection, model: DataModel, target: Path) -> None:
+    columns = [f"CAST(NULL AS {DUCKDB_TYPES[m.type]}) AS {ident(m.target)}" for m in model.mappings]
+    columns.append(f"CAST(NULL AS VARCHAR) AS {ident(REF_COLUMN)}")
+    con.execute(
+        f"COPY (SELECT {', '.join(columns)} WHERE false) TO {literal(str(target))}"  # noqa: S608
+        " (FORMAT parquet, COMPRESSION zstd)"
+    )
+
+
+def transform(
+    model: DataModel,
+    path: str,
+    open_source: Callable[[], IO[bytes]],
+    staging: Path,
+    *,
+    settings: EngineSettings | None = None,
+    max_rejected_fraction: float = 0.01,
+    filesystem: Any = None,
+) -> TransformResult:
+    """Write `model`'s mapped, hashed rows from the source at `path` under `staging`.
+
+    `path` is what DuckDB opens (a local path, or `<protocol>://...` of `filesystem`, an fsspec
+    filesystem registered with DuckDB); `open_source` opens the same object for Python.
+    Raises SourceError (unreadable source, missing column) or TooManyRejectedError.
+    """
+    started = time.monotonic()
+    staging.mkdir(parents=True, exist_ok=True)
+    output = staging / "valid.parquet"
+    with closing(connect(settings or EngineSettings())) as con:
+        if filesystem is not None:
+            con.register_filesystem(filesystem)
+        try:
+            source = _inspect(con, model, path, open_source)
+            if source.empty:
+                _empty_output(con, model, output)
+                return TransformResult(output, 0, 0, 0, seconds=time.monotonic() - started)
+            written, rejected = _copy(con, model, source, staging, output)
+            samples = _samples(con, source) if rejected else []
+        except duckdb.Error as exc:
+            raise SourceError(
+                f"data model {model.id!r}: cannot read the {model.source_format} source "
+                f"{model.source_uri!r}: {_duckdb_message(exc)}"
+            ) from None
+    result = TransformResult(
+        output, written + rejected, written, rejected, samples, time.monotonic() - started
+    )
+    if result.rejected_fraction > max_rejected_fraction:
+        raise TooManyRejectedError(
+            f"data model {model.id!r}: {rejected} of {result.rows_read} rows "
+            f"({result.rejected_fraction:.2%}) have values that do not cast, above the "
+            f"{max_rejected_fraction:.2%} threshold; nothing was published",
+            {"rows_read": result.rows_read, "rows_rejected": rejected, "samples": samples},
+        )
+    return result
+
+
+def _copy(
+    con: duckdb.DuckDBPyConnection,
+    model: DataModel,
+    source: _Source,
+    staging: Path,
+    output: Path,
+) -> tuple[int, int]:
+    position = {m.target: i for i, m in enumerate(model.mappings)}
+    typed_cols = ", ".join(
+        f"{source.typed[m.target]} AS t{i}" for i, m in enumerate(model.mappings)
+    )
+    raws = ", ".join(
+        f"{source.raw[m.target]} AS r{i}"
+        for i, m in enumerate(model.mappings)
+        if m in source.rejectable
+    )
+    inner = f"SELECT {typed_cols}{', ' + raws if raws else ''} FROM {source.reader}"  # noqa: S608
+    checks = " OR ".join(
+        f"(r{position[m.target]} IS NOT NULL AND t{position[m.target]} IS NULL)"
+        for m in source.rejectable
+    )
+    outputs = [f"t{i} AS {ident(m.target)}" for i, m in enumerate(model.mappings)]
+    outputs.append(f"{ref_sql(model, lambda m: f't{position[m.target]}')} AS {ident(REF_COLUMN)}")
+    outputs.append(f"CAST({checks or 'false'} AS INTEGER) AS {FLAG}")
+    query = f"SELECT {', '.join(outputs)} FROM ({inner})"  # noqa: S608
+    parts = staging / "parts"
+    con.execute(
+        f"COPY ({query}) TO {literal(str(parts))}"
+        f" (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({FLAG}), OVERWRITE_OR_IGNORE)",
+        source.params,
+    )
+    valid_files = sorted((parts / f"{FLAG}=0").glob("*.parquet"))
+    rejected_files = sorted((parts / f"{FLAG}=1").glob("*.parquet"))
+    rejected = sum(pq.ParquetFile(f).metadata.num_rows for f in rejected_files)
+    for stale in rejected_files:
+        stale.unlink()
+    if not valid_files:
+        _empty_output(con, model, output)
+        return 0, rejected
+    if len(valid_files) == 1:
+        os.replace(valid_files[0], output)
+    else:  # DuckDB split the partition: merge the parts, still streaming
+        listing = "[" + ", ".join(literal(str(f)) for f in valid_files) + "]"
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet({listing})) TO {literal(str(output))}"  # noqa: S608
+            " (FORMAT parquet, COMPRESSION zstd)"
+        )
+    written = pq.ParquetFile(output).metadata.num_rows
+    return written, rejected
+
+
+def _samples(con: duckdb.DuckDBPyConnection, source: _Source) -> list[dict[str, Any]]:
+    """Up to five rejected rows: which field, its type and the raw value that did not cast."""
+    if not source.rejectable:
+        return []
+    columns = []
+    for index, mapping in enumerate(source.rejectable):
+        columns.append(f"CAST({source.raw[mapping.target]} AS VARCHAR) AS r{index}")
+        columns.append(f"{source.typed[mapping.target]} IS NULL AS f{index}")
+    checks = " OR ".join(f"(r{i} IS NOT NULL AND f{i})" for i in range(len(source.rejectable)))
+    rows = con.execute(
+        f"SELECT * FROM (SELECT {', '.join(columns)} FROM {source.reader})"  # noqa: S608
+        f" WHERE {checks} LIMIT {SAMPLE_SIZE}",
+        source.params,
+    ).fetchall()
+    samples = []
+    for row in rows:
+        for index, mapping in enumerate(source.rejectable):
+            value, failed = row[2 * index], row[2 * index + 1]
+            if value is not None and failed:
+                samples.append(
+                    {
+                        "field": mapping.target,
+                        "source": mapping.source,
+                        "type": mapping.type,
+                        "value": redact(str(value))[:200],
+                    }
+                )
+                break
+    return samples

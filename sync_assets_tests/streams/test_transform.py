@@ -1,0 +1,347 @@
+"""The DuckDB transform on real files: formats, types, `$_ref`, rejections and bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sync_assets.streams.models import ModelDefinitionError, parse_model
+from sync_assets.streams.transform import (
+    SourceError,
+    TooManyRejectedError,
+    TransformResult,
+    ref_hash,
+    transform,
+)
+from sync_assets_tests.streams.conftest import COLUMNS, CSV, RECORDS, mappings
+
+UTC = dt.UTC
+
+
+def model(fmt: str, fields: list[dict] | None = None, **extra):
+    return parse_model(
+        {
+            "id": "m1",
+            "source_uri": f"sources/m1.{fmt}",
+            "source_format": fmt,
+            "field_mappings": fields if fields is not None else mappings(),
+            **extra,
+        }
+    )
+
+
+def run(tmp_path: Path, fmt: str, content: bytes | str, fields=None, **kwargs) -> TransformResult:
+    source = tmp_path / f"source-{random.random()}.{fmt}"
+    source.write_bytes(content.encode() if isinstance(content, str) else content)
+    staging = tmp_path / f"staging-{random.random()}"
+    extra = {k: kwargs.pop(k) for k in ("ref_fields",) if k in kwargs}
+    return transform(
+        model(fmt, fields, **extra),
+        str(source),
+        lambda: open(source, "rb"),
+        staging,
+        **kwargs,
+    )
+
+
+def read(result: TransformResult) -> list[dict]:
+    return pq.read_table(result.output).to_pylist()
+
+
+def parquet_bytes(records: list[dict], schema: pa.Schema | None = None) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(records, schema=schema), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def typed_records() -> list[dict]:
+    rows = []
+    for record in RECORDS:
+        row = dict(record)
+        row["day"] = dt.date.fromisoformat(row["day"]) if row["day"] else None
+        row["at"] = (
+            dt.datetime.fromisoformat(row["at"].replace("Z", "+00:00")) if row["at"] else None
+        )
+        rows.append(row)
+    return rows
+
+
+EXPECTED = [
+    {
+        "id": 1,
+        "name": "Ann",
+        "amount": 1.5,
+        "active": True,
+        "day": dt.date(2024, 1, 2),
+        "at": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+    },
+    {
+        "id": 2,
+        "name": 'Bo, "the" builder',
+        "amount": -0.25,
+        "active": False,
+        "day": dt.date(2024, 2, 29),
+        "at": dt.datetime(2024, 2, 29, 22, 59, 59, 500000, tzinfo=UTC),
+    },
+    {"id": 3, "name": None, "amount": None, "active": None, "day": None, "at": None},
+]
+
+
+def sources() -> dict[str, bytes | str]:
+    return {
+        "csv": CSV,
+        "ndjson": "\n".join(json.dumps(r) for r in RECORDS) + "\n",
+        "json": json.dumps(RECORDS, indent=2),
+        "parquet": parquet_bytes(typed_records()),
+    }
+
+
+def test_every_format_gives_the_same_typed_rows_and_refs(tmp_path: Path) -> None:
+    kinds = [kind for _, kind in COLUMNS]
+    outputs = {}
+    for fmt, content in sources().items():
+        result = run(tmp_path, fmt, content)
+        assert (result.rows_read, result.rows_written, result.rows_rejected) == (3, 3, 0), fmt
+        rows = read(result)
+        assert [{k: v for k, v in r.items() if k != "$_ref"} for r in rows] == EXPECTED, fmt
+        # The documented algorithm, recomputed in Python, gives the same `$_ref`.
+        for row in rows:
+            assert row["$_ref"] == ref_hash([row[c] for c, _ in COLUMNS], kinds), fmt
+        outputs[fmt] = [r["$_ref"] for r in rows]
+        schema = pq.read_schema(result.output)
+        assert [f.name for f in schema] == [c for c, _ in COLUMNS] + ["$_ref"]
+        assert str(schema.field("at").type) == "timestamp[us, tz=UTC]"
+        assert (
+            str(schema.field("id").type) == "int64"
+            and str(schema.field("day").type) == "date32[day]"
+        )
+        assert pq.ParquetFile(result.output).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert len({tuple(v) for v in outputs.values()}) == 1
+    assert len(set(outputs["csv"])) == 3
+
+
+def test_ref_does_not_depend_on_row_order_or_reruns(tmp_path: Path) -> None:
+    rows = [{"k": i, "v": f"value {i}"} for i in range(500)]
+    fields = mappings([("k", "integer"), ("v", "text")])
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    as_csv = "k,v\n" + "".join(f"{r['k']},{r['v']}\n" for r in rows)
+    first = {r["k"]: r["$_ref"] for r in read(run(tmp_path, "csv", as_csv, fields))}
+    again = {r["k"]: r["$_ref"] for r in read(run(tmp_path, "csv", as_csv, fields))}
+    other = read(run(tmp_path, "ndjson", "\n".join(json.dumps(r) for r in shuffled), fields))
+    assert first == again == {r["k"]: r["$_ref"] for r in other}
+    # ref_fields narrows the hash to the key: a changed value keeps its row's identity.
+    keyed = read(
+        run(tmp_path, "csv", as_csv.replace("value 3\n", "changed\n"), fields, ref_fields=["k"])
+    )
+    assert keyed[3]["$_ref"] == ref_hash([3], ["integer"]) != first[3]
+
+
+def test_types_nulls_and_values_that_do_not_cast(tmp_path: Path) -> None:
+    fields = mappings(COLUMNS)
+    lines = ["id,name,amount,active,day,at"]
+    good = [
+        "10,a,1e3,yes,2024-01-31,2024-01-31",
+        "11,b,-0.5,0,2024-01-31T10:00:00,2024-01-31 10:00:00+02:00",
+        "12.0,c,.5,T,2024/01/31,2024-01-31T10:00:00.123456Z",
+        " 13 ,,,,,",
+    ]
+    bad = [
+        "1.5,x,1,true,2024-01-01,2024-01-01",  # integer with a fraction
+        "14,x,abc,true,2024-01-01,2024-01-01",  # number
+        "15,x,NaN,true,2024-01-01,2024-01-01",  # not a finite number
+        "16,x,1,maybe,2024-01-01,2024-01-01",  # boolean
+        "17,x,1,true,2024-13-01,2024-01-01",  # date
+        "18,x,1,true,2024-01-01,yesterday",  # timestamp
+    ]
+    result = run(
+        tmp_path, "csv", "\n".join(lines + good + bad) + "\n", fields, max_rejected_fraction=1
+    )
+    assert (result.rows_read, result.rows_written, result.rows_rejected) == (10, 4, 6)
+    rows = read(result)
+    assert [r["id"] for r in rows] == [10, 11, 12, 13]
+    assert [r["amount"] for r in rows] == [1000.0, -0.5, 0.5, None]
+    assert [r["active"] for r in rows] == [True, False, True, None]
+    assert rows[1]["at"] == dt.datetime(2024, 1, 31, 8, 0, tzinfo=UTC)
+    assert rows[0]["at"] == dt.datetime(2024, 1, 31, tzinfo=UTC)
+    assert rows[2]["day"] == dt.date(2024, 1, 31) and rows[3]["name"] is None
+    samples = {(s["field"], s["value"]) for s in result.rejected_samples}
+    assert samples == {
+        ("id", "1.5"),
+        ("amount", "abc"),
+        ("amount", "NaN"),
+        ("active", "maybe"),
+        ("day", "2024-13-01"),
+    }  # five samples at most; the sixth bad row is counted, not sampled
+    assert all(s["type"] and s["source"] for s in result.rejected_samples)
+
+
+def test_json_values_of_the_wrong_kind_are_rejected(tmp_path: Path) -> None:
+    fields = mappings([("id", "integer"), ("tags", "text"), ("n", "number")])
+    records = [
+        {"id": 1, "tags": ["a", "b"], "n": "2.5"},  # a string number casts; a list is text
+        {"id": {"x": 1}, "tags": None, "n": 1},  # an object is not an integer
+        {"id": "", "tags": "t", "n": True},  # an empty string is no value; true is no number
+    ]
+    result = run(
+        tmp_path,
+        "ndjson",
+        "\n".join(json.dumps(r) for r in records),
+        fields,
+        max_rejected_fraction=1,
+    )
+    assert (result.rows_written, result.rows_rejected) == (1, 2)
+    assert read(result)[0] == {
+        "id": 1,
+        "tags": '["a","b"]',
+        "n": 2.5,
+        "$_ref": read(result)[0]["$_ref"],
+    }
+
+
+def test_parquet_numbers_cast_by_value_and_other_types_through_text(tmp_path: Path) -> None:
+    fields = mappings([("a", "integer"), ("b", "number"), ("c", "text"), ("d", "timestamp")])
+    schema = pa.schema(
+        [("a", pa.float64()), ("b", pa.int32()), ("c", pa.int64()), ("d", pa.date32())]
+    )
+    records = [
+        {"a": 2.0, "b": 3, "c": 4, "d": dt.date(2024, 5, 6)},
+        {"a": 2.5, "b": None, "c": None, "d": None},
+    ]
+    result = run(
+        tmp_path, "parquet", parquet_bytes(records, schema), fields, max_rejected_fraction=1
+    )
+    assert (result.rows_written, result.rows_rejected) == (1, 1)
+    row = read(result)[0]
+    assert (row["a"], row["b"], row["c"], row["d"]) == (
+        2,
+        3.0,
+        "4",
+        dt.datetime(2024, 5, 6, tzinfo=UTC),
+    )
+    assert result.rejected_samples == [
+        {"field": "a", "source": "a", "type": "integer", "value": "2.5"}
+    ]
+
+
+def test_rejections_above_the_threshold_fail(tmp_path: Path) -> None:
+    fields = mappings([("id", "integer")])
+    content = "id\n" + "".join(f"{i}\n" for i in range(198)) + "x\ny\n"  # 1% rejected
+    assert run(tmp_path, "csv", content, fields).rows_rejected == 2
+    with pytest.raises(TooManyRejectedError, match=r"3 of 201 rows \(1.49%\).*1.00% threshold"):
+        run(tmp_path, "csv", content + "z\n", fields)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json", "parquet"])
+def test_a_mapped_column_the_source_lacks_names_the_model_and_column(tmp_path: Path, fmt) -> None:
+    content = sources()[fmt]
+    fields = mappings([("id", "integer"), ("nope", "text")])
+    with pytest.raises(SourceError, match=r"data model 'm1'.*source column 'nope'"):
+        run(tmp_path, fmt, content, fields)
+
+
+def test_a_json_key_that_appears_late_is_found(tmp_path: Path) -> None:
+    records = [{"id": i} for i in range(30_000)] + [{"id": 30_000, "late": "here"}]
+    fields = mappings([("id", "integer"), ("late", "text")])
+    result = run(tmp_path, "ndjson", "\n".join(json.dumps(r) for r in records), fields)
+    assert result.rows_written == 30_001 and read(result)[-1]["late"] == "here"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "reason"),
+    [
+        ("csv", "id,name\n1,a\n2\n3,c\n", "Expected Number of Columns: 2 Found: 1"),
+        ("csv", "id,name\n1,a\n2,b,extra\n", "Expected Number of Columns: 2 Found: 3"),
+        ("csv", 'id,name\n1,"open\n2,b\n', "unterminated quote"),
+        ("ndjson", '{"id": 1, "name": "a"}\n{"id": 2, "na', "Malformed JSON"),
+        ("json", '[{"id": 1, "name": "a"}, {"id": ', "Malformed JSON"),
+        ("json", '{"id": 1, "name": "a"}', "Expected top-level JSON array"),
+        ("json", '[{"id": 1, "name": "a"}, 5]', "values that are not objects"),
+        ("parquet", "id,name\n1,a\n", "No magic bytes"),
+    ],
+)
+def test_malformed_sources_fail_with_the_reason(tmp_path: Path, fmt, content, reason) -> None:
+    fields = mappings([("id", "integer"), ("name", "text")])
+    with pytest.raises(SourceError, match=r"data model 'm1'") as caught:
+        run(tmp_path, fmt, content, fields)
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [("csv", ""), ("csv", "id,name,amount,active,day,at\n"), ("ndjson", ""), ("json", "[]")],
+)
+def test_an_empty_source_gives_an_empty_parquet_with_the_mapped_schema(
+    tmp_path, fmt, content
+) -> None:
+    result = run(tmp_path, fmt, content)
+    assert (result.rows_read, result.rows_written) == (0, 0)
+    schema = pq.read_schema(result.output)
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("id", "int64"),
+        ("name", "string"),
+        ("amount", "double"),
+        ("active", "bool"),
+        ("day", "date32[day]"),
+        ("at", "timestamp[us, tz=UTC]"),
+        ("$_ref", "string"),
+    ]
+
+
+HOSTILE = [
+    'we"ird',
+    "semi; DROP TABLE streams.data_models; --",
+    "it's",
+    "sp ace",
+    "x') TO '/tmp/pwned.csv' (FORMAT csv); --",
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "parquet"])
+def test_hostile_field_names_are_quoted_never_executed(tmp_path: Path, fmt) -> None:
+    fields = [{"source": name, "target": name[::-1], "type": "text"} for name in HOSTILE]
+    fields[0]["type"] = "integer"
+    record = {name: str(i) for i, name in enumerate(HOSTILE)}
+    if fmt == "csv":
+        header = ",".join('"' + n.replace('"', '""') + '"' for n in HOSTILE)
+        content: bytes | str = header + "\n" + ",".join(record.values()) + "\n"
+    elif fmt == "ndjson":
+        content = json.dumps(record) + "\n"
+    else:
+        content = parquet_bytes([record])
+    result = run(tmp_path, fmt, content, fields)
+    [row] = read(result)
+    assert row[HOSTILE[0][::-1]] == 0 and row[HOSTILE[1][::-1]] == "1"
+    assert list(row) == [n[::-1] for n in HOSTILE] + ["$_ref"]
+    assert not Path("/tmp/pwned.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"id": "../etc"}, "not usable as a file name"),
+        ({"source_uri": "/etc/passwd"}, "must be '<bucket>/<key>'"),
+        ({"source_uri": "sources/../../secret"}, "must be '<bucket>/<key>'"),
+        ({"source_format": "xlsx"}, "source_format 'xlsx'"),
+        ({"field_mappings": [{"source": "a", "type": "money"}]}, "type 'money'"),
+        ({"field_mappings": [{"source": "a"}, {"source": "b", "target": "A"}]}, "used twice"),
+        ({"field_mappings": [{"source": "a", "target": "$_ref"}]}, "reserved"),
+        ({"field_mappings": []}, "field_mappings is empty"),
+        ({"ref_fields": ["zzz"]}, "ref field 'zzz' is not a mapped target"),
+    ],
+)
+def test_model_definitions_are_validated(row: dict, message: str) -> None:
+    base = {
+        "id": "m1",
+        "source_uri": "sources/a.csv",
+        "source_format": "csv",
+        "field_mappings": [{"source": "a", "target": "a", "type": "text"}],
+    }
+    with pytest.raises(ModelDefinitionError, match=message):
+        parse_model({**base, **row})
