@@ -101,6 +101,8 @@ def football_sync(
             waited = time.monotonic() - lock_started
             countries = session.download("countries")
             leagues = session.download("leagues")
+            for warning in session.warnings:
+                context.log.warning(warning)
             context.log.info(
                 f"downloaded {countries.results} countries and {leagues.results} leagues "
                 f"in {session.stats.requests} requests"

@@ -193,6 +193,7 @@ class FootballSession:
         self.rate_limit_waits = 0
         self.refetched_bodies = 0
         self.limits: dict[str, str] = {}
+        self.warnings: list[str] = []
 
     @property
     def stats(self) -> CallStats:
@@ -218,6 +219,11 @@ class FootballSession:
             if page > 1:
                 query["page"] = page
             path, header, count = self._fetch_page(endpoint, query, len(pages))
+            declared = header.get("results")
+            if isinstance(declared, int) and declared != count:
+                self.warnings.append(
+                    f"/{endpoint} page {page}: `results` says {declared}, the answer holds {count}"
+                )
             pages.append(path)
             results += count
             paging = header.get("paging") or {}

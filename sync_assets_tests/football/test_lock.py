@@ -40,17 +40,22 @@ def test_or_fails_when_asked_to(football, database_url) -> None:
 
 def test_a_second_sync_waits_for_the_first_to_finish(football, database_url) -> None:
     holding = threading.Event()
+    released: list[float] = []
 
     def hold() -> None:
         with DB.advisory_lock(LOCK_NAME):
             holding.set()
-            time.sleep(1.5)
+            time.sleep(2.0)
+            released.append(time.time())
 
     holder = threading.Thread(target=hold)
     holder.start()
     holding.wait(10)
-    result = sync({"lock_wait_seconds": 30}, checks=False)
+    result = sync({"lock_wait_seconds": 60}, checks=False)
     holder.join()
     assert result.success
-    assert metadata(result, "leagues")["lock_wait_seconds"] >= 1.0
+    assert metadata(result, "leagues")["lock_wait_seconds"] > 0
+    # It asked the provider only once the first sync had let go of the lock.
+    first_request = min(r["at"] for r in football.recorded())
+    assert first_request >= released[0]
     assert counts(database_url)["leagues"] > 0
