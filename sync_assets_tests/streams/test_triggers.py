@@ -1,0 +1,208 @@
+"""The request-table sensor, the source sensor, the schedule, the failure sensor and the demo."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from sync_assets.definitions import defs as all_defs
+from sync_assets.sandbox import streams as sandbox
+from sync_assets.streams import DEMO_EXTRA_JOBS, defs
+from sync_assets.streams.assets import REQUEST_TAG
+from sync_assets.streams.jobs import (
+    stream_source_sensor,
+    stream_sync_failure_sensor,
+    stream_sync_jobs_sensor,
+    stream_sync_schedule,
+)
+from sync_assets_tests.streams.conftest import CSV, Streams, mappings
+
+
+def evaluate(sensor, streams: Streams, instance, cursor: str | None = None) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=streams.resources()
+    )
+    return sensor(context)
+
+
+def execute(request: dg.RunRequest, instance) -> dg.ExecuteInJobResult:
+    job = all_defs.resolve_job_def("stream_sync_job")
+    return job.execute_in_process(
+        partition_key=request.partition_key,
+        tags=request.tags,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def statuses(streams: Streams) -> dict[int, tuple]:
+    rows = streams.query(
+        "SELECT id, status, run_id, attempts, error FROM streams.stream_sync_jobs ORDER BY id"
+    )
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_each_request_becomes_one_run_and_its_status_is_written_back(streams, instance) -> None:
+    streams.write("sources/people.csv", CSV)
+    streams.write("sources/broken.csv", CSV)
+    streams.model("people", "csv")
+    streams.model("broken", "csv", mappings([("id", "integer"), ("missing", "text")]))
+    streams.model("off", "csv", source_uri="sources/people.csv", enabled=False)
+    ok, broken, off, ghost = (streams.request(m) for m in ("people", "broken", "off", "ghost"))
+
+    result = evaluate(stream_sync_jobs_sensor, streams, instance)
+    requests = {r.tags[REQUEST_TAG]: r for r in result.run_requests}
+    assert set(requests) == {str(ok), str(broken)}
+    assert requests[str(ok)].run_key == f"stream_sync_jobs:{ok}"
+    assert requests[str(ok)].partition_key == "people"
+    assert set(instance.get_dynamic_partitions("stream_models")) == {"people", "broken"}
+    state = statuses(streams)
+    assert state[ok][0] == state[broken][0] == "queued"
+    assert state[off][0] == "failed" and "is disabled" in state[off][3]
+    assert state[ghost][0] == "failed" and "does not exist" in state[ghost][3]
+
+    # A restarted sensor (no cursor) asks again with the same run keys: the daemon dedups those.
+    again = evaluate(stream_sync_jobs_sensor, streams, instance)
+    assert {r.run_key for r in again.run_requests} == {r.run_key for r in result.run_requests}
+
+    done = execute(requests[str(ok)], instance)
+    failed = execute(requests[str(broken)], instance)
+    assert done.success and not failed.success
+    state = statuses(streams)
+    assert state[ok] == ("done", done.run_id, 1, None)
+    assert state[broken][:3] == ("failed", failed.run_id, 1)
+    assert "'missing'" in state[broken][3] and "data model 'broken'" in state[broken][3]
+    assert streams.rows("people")
+
+    # After the runs exist, restarts request nothing more: one run per request.
+    for _ in range(2):
+        later = evaluate(stream_sync_jobs_sensor, streams, instance)
+        assert not later.run_requests
+    runs = instance.get_runs(dg.RunsFilter(tags={REQUEST_TAG: str(ok)}))
+    assert len(runs) == 1
+
+
+def test_a_queued_request_whose_run_is_already_created_is_not_requested_again(
+    streams, instance
+) -> None:
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    request_id = streams.request("people")
+    [request] = evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
+    # The daemon creates the run (queued, not started yet); the sensor then restarts.
+    job = all_defs.resolve_job_def("stream_sync_job")
+    instance.create_run_for_job(job, tags=request.tags, run_config={})
+    assert not evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
+    assert statuses(streams)[request_id][0] == "queued"
+
+
+def test_the_failure_sensor_marks_requests_of_runs_that_died(streams, instance) -> None:
+    streams.model("people", "csv")
+    request_id = streams.request("people")
+    job = all_defs.resolve_job_def("stream_sync_job")
+    run = instance.create_run_for_job(job, tags={REQUEST_TAG: str(request_id)}, run_config={})
+    event = dg.DagsterEvent(
+        event_type_value="PIPELINE_FAILURE",
+        job_name="stream_sync_job",
+        message="the run worker exited unexpectedly",
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name="stream_sync_failure_sensor",
+        dagster_event=event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources=streams.resources(),
+    ).for_run_failure()
+    stream_sync_failure_sensor(context)
+    assert statuses(streams)[request_id] == (
+        "failed",
+        run.run_id,
+        0,
+        "the run worker exited unexpectedly",
+    )
+
+
+def test_new_or_changed_sources_start_runs(streams, instance) -> None:
+    streams.write("sources/a.csv", CSV)
+    streams.write("sources/b.csv", CSV)
+    streams.model("a", "csv")
+    streams.model("b", "csv")
+    streams.model("nofile", "csv")
+    streams.model("off", "csv", source_uri="sources/a.csv", enabled=False)
+    first = evaluate(stream_source_sensor, streams, instance)
+    assert sorted(r.partition_key for r in first.run_requests) == ["a", "b"]
+    assert set(instance.get_dynamic_partitions("stream_models")) == {"a", "b"}
+    second = evaluate(stream_source_sensor, streams, instance, first.cursor)
+    assert not second.run_requests
+    streams.write("sources/b.csv", CSV + "4,x,1,true,2024-01-01,2024-01-01\n")
+    third = evaluate(stream_source_sensor, streams, instance, second.cursor)
+    [request] = third.run_requests
+    assert request.partition_key == "b" and request.run_key != first.run_requests[1].run_key
+    streams.write("sources/nofile.csv", CSV)
+    fourth = evaluate(stream_source_sensor, streams, instance, third.cursor)
+    assert [r.partition_key for r in fourth.run_requests] == ["nofile"]
+
+
+def test_the_schedule_resyncs_every_enabled_model(streams) -> None:
+    streams.model("a", "csv")
+    streams.model("b", "json")
+    streams.model("off", "csv", enabled=False)
+    with dg.instance_for_test() as instance:
+        _evaluate_schedule(streams, instance)
+
+
+def _evaluate_schedule(streams: Streams, instance: dg.DagsterInstance) -> None:
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=dt.datetime(2026, 1, 2, 3, 15, tzinfo=dt.UTC),
+        resources=streams.resources(),
+    )
+    requests = stream_sync_schedule(context)
+    assert [r.partition_key for r in requests] == ["a", "b"]
+    assert requests[0].run_key == "stream_sync_schedule:2026-01-02T03:15:00+00:00:a"
+    assert set(instance.get_dynamic_partitions("stream_models")) == {"a", "b"}
+
+
+def test_names_groups_tags_and_resources() -> None:
+    repo = all_defs.get_repository_def()
+    asset = repo.assets_defs_by_key[dg.AssetKey("stream_parquet")]
+    spec = next(iter(asset.specs))
+    assert spec.group_name == "streams" and spec.kinds == {"duckdb", "parquet"}
+    assert spec.description and isinstance(asset.partitions_def, dg.DynamicPartitionsDefinition)
+    for name in ("stream_sync_job", "stream_sync_all_job"):
+        assert all_defs.resolve_job_def(name).tags["sync_assets/domain"] == "streams"
+    assert {s.name for s in repo.sensor_defs if s.name.startswith("stream")} == {
+        "stream_sync_jobs_sensor",
+        "stream_source_sensor",
+        "stream_sync_failure_sensor",
+    }
+    assert all_defs.resolve_schedule_def("stream_sync_schedule").cron_schedule == "15 * * * *"
+    assert set(defs.resources) == {"streams_db"}
+    assert defs.resources["streams_db"].url_setting == "STREAMS_DATABASE_URL"
+    assert DEMO_EXTRA_JOBS == ("stream_sync_all_job",)
+    all_syncs = all_defs.resolve_job_def("all_syncs_job")
+    assert "stream_parquet" not in {n.name for n in all_syncs.nodes}
+
+
+def test_the_demo_seed_and_the_all_models_job(streams, instance) -> None:
+    sandbox.seed_app_tables(0.5)
+    sandbox.seed_app_tables(0.5)  # idempotent: one request, same files
+    assert streams.query("SELECT count(*) FROM streams.stream_sync_jobs") == [(1,)]
+    assert sandbox.write_sources(streams.storage, 0.5) == 0
+    result = all_defs.resolve_job_def("stream_sync_all_job").execute_in_process(instance=instance)
+    assert result.success
+    written = {
+        m.partition: m.metadata["rows_written"].value
+        for m in result.asset_materializations_for_node("sync_all_stream_models")
+    }
+    assert written == {"orders": 998, "events": 1000, "products": 1000, "readings": 1000}
+    orders = [
+        m
+        for m in result.asset_materializations_for_node("sync_all_stream_models")
+        if m.partition == "orders"
+    ][0]
+    assert orders.metadata["rows_rejected"].value == 2  # the seed's two 'n/a' amounts
+    assert not streams.parquet("archived-orders").exists()
+    counts = dict(streams.query("SELECT id, row_count FROM streams.data_models"))
+    assert counts == {**written, "archived-orders": None}
