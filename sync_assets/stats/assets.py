@@ -8,9 +8,10 @@ import time
 import dagster as dg
 from psycopg import sql
 
+from sync_assets.core.settings import MissingSettingError
 from sync_assets.stats import computations
 from sync_assets.stats.club_checks import CLUB_KEYS
-from sync_assets.stats.computations import TABLES, TableSpec
+from sync_assets.stats.computations import TABLES, ClubTablesMissingError, TableSpec
 from sync_assets.stats.resources import ClubAppResource, StatsDatabase
 
 RETRY_POLICY = dg.RetryPolicy(
@@ -68,8 +69,12 @@ def build_stats_asset(spec: TableSpec) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, stats_db: StatsDatabase, stats_app: ClubAppResource
     ) -> dg.MaterializeResult:
         started = time.monotonic()
-        stats_app.check_settings()
-        counts, used, left_out = refresh(stats_db, spec)
+        try:
+            stats_app.check_settings()
+            counts, used, left_out = refresh(stats_db, spec)
+        except (MissingSettingError, ClubTablesMissingError) as exc:
+            # Set-up mistakes: retrying cannot help, so the run says so at once.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         context.log.info(
             f"{spec.name}: {counts.rows} rows"
             f"{'' if counts.written else ' (unchanged, nothing written)'}"
