@@ -1,0 +1,183 @@
+"""Football sync speed and memory at 1,200 leagues and at 10x that, against limits measured in
+the same run.
+
+For each size, a fresh process materializes the four football assets in-process from the
+sandbox (running in its own process, its answer built and cached beforehand) into a fresh
+database, then COPYs the same rows into unindexed tables of the same shape: the speed limit a
+sync that writes those rows cannot beat. Printed: seconds, rows/s (ratio to raw COPY rows/s),
+peak memory (ratio: growth from 1x to 10x against the 10x growth of the data).
+
+Run: `.venv/bin/python bench/football.py` (about a minute).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from _common import bench_home, peak_rss_mb, report
+
+SIZES = (1_200, 12_000)
+
+SANDBOX = """
+from sync_assets.sandbox import football
+from sync_assets.sandbox.server import SandboxServer
+server = SandboxServer(football.providers(1.0))
+print(server.url, flush=True)
+server.serve_forever()
+"""
+
+
+def _repo() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def start_sandbox() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SANDBOX], stdout=subprocess.PIPE, text=True, cwd=_repo()
+    )
+    return proc, proc.stdout.readline().strip()  # type: ignore[union-attr]
+
+
+def prepare(url: str, leagues: int) -> None:
+    """Set the number of leagues and have the sandbox build (and cache) both answers."""
+    from sync_assets.sandbox import football
+
+    request = urllib.request.Request(
+        f"{url}/_sandbox/config/football",
+        data=json.dumps({"reset": True, "leagues": leagues}).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=60).read()
+    for endpoint in ("countries", "leagues"):
+        warm = urllib.request.Request(
+            f"{url}/football/{endpoint}", headers={"x-apisports-key": football.DEMO_KEY}
+        )
+        urllib.request.urlopen(warm, timeout=120).read()
+
+
+def fresh_database() -> str:
+    import psycopg
+    from psycopg import sql
+
+    from sync_assets.core.embedded import embedded_database_url
+
+    server = embedded_database_url("postgres")
+    name = f"bench_football_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return server.replace("@/postgres?", f"@/{name}?", 1)
+
+
+def raw_copy_seconds(database_url: str) -> float:
+    """COPY every synced row into unindexed tables of the same columns; seconds taken."""
+    import psycopg
+    from psycopg import sql
+
+    from sync_assets.football.tables import TABLES
+
+    with psycopg.connect(database_url) as conn:
+        rows = {
+            t: conn.execute(
+                sql.SQL("SELECT * FROM football.{}").format(sql.Identifier(t))
+            ).fetchall()
+            for t in TABLES
+        }
+        started = time.perf_counter()
+        for table in TABLES:
+            raw = sql.Identifier(f"raw_{table}")
+            conn.execute(
+                sql.SQL("CREATE TEMP TABLE {} AS SELECT * FROM football.{} WITH NO DATA").format(
+                    raw, sql.Identifier(table)
+                )
+            )
+            with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(raw)) as copy:
+                for row in rows[table]:
+                    copy.write_row(row)
+        conn.commit()
+        return time.perf_counter() - started
+
+
+def one(leagues: int, sandbox_url: str) -> None:
+    """In a fresh process: materialize, then time raw COPY of the same rows; print JSON."""
+    import os
+
+    import dagster as dg
+
+    from sync_assets.football import defs
+    from sync_assets.football.assets import football_sync
+    from sync_assets.football.client import FootballApiResource
+    from sync_assets.sandbox import football
+
+    bench_home()
+    database_url = fresh_database()
+    os.environ.update(football.environment(sandbox_url))
+    os.environ["DATABASE_URL"] = database_url
+    resources = {**defs.resources, "football_api": FootballApiResource(requests_per_minute=100)}
+    baseline = peak_rss_mb()
+    started = time.perf_counter()
+    result = dg.materialize([football_sync], resources=resources)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
+    rows = 0
+    for event in result.asset_materializations_for_node("football_sync"):
+        rows += event.metadata["inserted"].value
+    print(
+        json.dumps(
+            {
+                "leagues": leagues,
+                "seconds": seconds,
+                "rows": rows,
+                "peak_mb": peak,
+                "baseline_mb": baseline,
+                "raw_copy_seconds": raw_copy_seconds(database_url),
+            }
+        ),
+        flush=True,
+    )
+
+
+def main() -> None:
+    bench_home()
+    proc, url = start_sandbox()
+    results = []
+    try:
+        for leagues in SIZES:
+            prepare(url, leagues)
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", str(leagues), url],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=_repo(),
+            )
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    finally:
+        proc.terminate()
+        proc.wait()
+    for r in results:
+        label = f"football sync {r['leagues']:,} leagues"
+        rate = r["rows"] / r["seconds"]
+        raw_rate = r["rows"] / r["raw_copy_seconds"]
+        report(f"{label}: seconds", r["seconds"], "s")
+        report(f"{label}: rows/s (vs raw COPY)", rate, "rows/s", rate / raw_rate)
+        report(f"{label}: peak memory", r["peak_mb"], "MB")
+    small, big = results
+    # Memory the sync itself took (peak minus the process after imports), 10x against 1x.
+    growth = (big["peak_mb"] - big["baseline_mb"]) / max(
+        1.0, small["peak_mb"] - small["baseline_mb"]
+    )
+    data_growth = big["rows"] / small["rows"]
+    report("football peak memory growth 1x -> 10x", growth, "x", growth / data_growth)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        one(int(sys.argv[2]), sys.argv[3])
+    else:
+        main()
