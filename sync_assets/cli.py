@@ -78,7 +78,7 @@ def run_demo(scale: float) -> int:
     ok = True
     for job_name in demo_jobs():
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, raise_on_error=False
+            run_config=demo_run_config(job_name), instance=instance, raise_on_error=False
         )
         print(f"{job_name}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
         ok = ok and result.success
@@ -88,6 +88,18 @@ def run_demo(scale: float) -> int:
         print(f"{table:<40} {count:>10}")
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
     return 0 if ok else 1
+
+
+def demo_run_config(job_name: str) -> dict:
+    """INFO-level console logs; for all_syncs_job, the domains' DEMO_RUN_CONFIG ops merged."""
+    from sync_assets.definitions import DOMAINS
+
+    ops: dict = {}
+    if job_name == "all_syncs_job":
+        for domain in DOMAINS:
+            ops.update(getattr(domain, "DEMO_RUN_CONFIG", {}).get("ops", {}))
+    config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    return config | ({"ops": ops} if ops else {})
 
 
 def demo_jobs() -> list[str]:

@@ -27,3 +27,6 @@ defs = dg.Definitions(
         "steam_store": SteamStoreResource(),
     },
 )
+
+# `make demo` syncs every app of the sandbox catalog in one run, so a second demo changes nothing.
+DEMO_RUN_CONFIG = {"ops": {"steam_app_details": {"config": {"batch_size": 1000}}}}
