@@ -36,6 +36,11 @@ TABLES = ("countries", "leagues", "seasons", "season_coverage")
 COUNTRY_COLUMNS = ("name", "code", "flag")
 LEAGUE_COLUMNS = ("id", "name", "type", "logo", "country_name")
 SEASON_COLUMNS = ("league_id", "year", "start", "end", "current")
+# COVERAGE_COLUMNS is the fixtures' flags (prefixed), then the season's own.
+FIXTURE_FLAGS = tuple(
+    c.removeprefix("fixtures_") for c in COVERAGE_COLUMNS if c.startswith("fixtures_")
+)
+OTHER_FLAGS = tuple(c for c in COVERAGE_COLUMNS if not c.startswith("fixtures_"))
 
 
 def apply_schema(db: PostgresResource) -> None:
@@ -291,7 +296,8 @@ class FootballWriter:
                     [_shape_sample(season, "a season object")], f"league {league_id}"
                 )
                 continue
-            season_rows.append((league_id, *(season.get(c) for c in SEASON_COLUMNS[1:])))
+            get = season.get
+            season_rows.append((league_id, get("year"), get("start"), get("end"), get("current")))
             coverage_rows.append((league_id, season.get("year"), season.get("coverage")))
         if not season_rows:
             return
@@ -347,13 +353,14 @@ class FootballWriter:
                 continue
             fixtures = cover.get("fixtures")
             fixtures = fixtures if isinstance(fixtures, dict) else {}
-            flags = [
-                fixtures.get(c.removeprefix("fixtures_"))
-                if c.startswith("fixtures_")
-                else cover.get(c)
-                for c in COVERAGE_COLUMNS
-            ]
-            rows.append((league_id, year, *flags))
+            rows.append(
+                (
+                    league_id,
+                    year,
+                    *(fixtures.get(name) for name in FIXTURE_FLAGS),
+                    *(cover.get(name) for name in OTHER_FLAGS),
+                )
+            )
         if not rows:
             return
         outcome = validate_frame(
