@@ -3,6 +3,7 @@ in one transaction, so a failure anywhere leaves the previous sync as it was."""
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 from pydantic import Field
@@ -84,7 +85,7 @@ def football_sync(
     config: FootballSyncConfig,
     football_api: FootballApiResource,
     football_db: PostgresResource,
-):
+) -> Iterator[dg.MaterializeResult]:
     """Countries, leagues, seasons and season coverage from API-Football, in one transaction."""
     started = time.monotonic()
     try:
@@ -219,7 +220,9 @@ CHECK_SPECS = [
 
 
 @dg.multi_asset_check(specs=CHECK_SPECS, can_subset=True, name="football_table_checks")
-def football_table_checks(context: dg.AssetCheckExecutionContext, football_db: PostgresResource):
+def football_table_checks(
+    context: dg.AssetCheckExecutionContext, football_db: PostgresResource
+) -> Iterator[dg.AssetCheckResult]:
     """Tables not empty, slugs unique, and every foreign key pointing at an existing row."""
     tables.apply_schema(football_db)
     selected = context.selected_asset_check_keys

@@ -19,7 +19,7 @@ each. The answer body is built once per configuration and kept as bytes.
 
 `configure({...})` takes: `leagues` (count), `keys` (accepted keys), `per_minute`, `per_day`
 (limits; default 300 and 75,000), `invalid_every` (every Nth league item breaks the schema,
-rotating through the ways real payloads go wrong), `answers` (`{"/leagues": <body>}`: replayed
+rotating through the ways real payloads go wrong), `page_size` (answer `/leagues` in pages), `answers` (`{"/leagues": <body>}`: replayed
 verbatim, for recorded reference answers), `reset` (clear counters and all of the above).
 Faults (429 with `Retry-After`, 5xx bursts, 499, slow, malformed, a rate-limit error inside a 200
 body via `rate_limit_body()`) come from the server's fault rules.
@@ -244,6 +244,7 @@ class FootballProvider(Provider):
         self.per_minute = 300
         self.per_day = 75_000
         self.invalid_every = 0
+        self.page_size = 0
         self.answers: dict[str, Any] = {}
         self.minute: list[float] = []
         self.used_today = 0
@@ -257,7 +258,7 @@ class FootballProvider(Provider):
                 self.leagues = int(settings["leagues"])
             if "keys" in settings:
                 self.keys = set(settings["keys"])
-            for name in ("per_minute", "per_day", "invalid_every"):
+            for name in ("per_minute", "per_day", "invalid_every", "page_size"):
                 if name in settings:
                     setattr(self, name, int(settings[name]))
             if "answers" in settings:
@@ -331,7 +332,15 @@ class FootballProvider(Provider):
             if search and search.lower() not in f"{item['league']['name']}".lower():
                 continue
             items.append(item)
-        return json.dumps(envelope(endpoint, params, items)).encode()
+        if not self.page_size:
+            return json.dumps(envelope(endpoint, params, items)).encode()
+        # Paged the way API-Football pages its larger lists: `page` from 1, `paging.total`.
+        page = int(params.get("page", "1") or 1)
+        total = max(1, -(-len(items) // self.page_size))
+        start = (page - 1) * self.page_size
+        body = envelope(endpoint, params, items[start : start + self.page_size])
+        body["paging"] = {"current": page, "total": total}
+        return json.dumps(body).encode()
 
 
 def providers(scale: float) -> list[Provider]:

@@ -56,6 +56,10 @@ def test_a_full_sync_fills_every_table_with_the_quirks(football, database_url) -
     assert listed > seasons and meta["duplicates_dropped"] == listed - seasons
     assert meta["fetched"] == listed and meta["inserted"] == seasons
     assert meta["requests"] == 2 and meta["retries"] == 0 and meta["seconds"] > 0
+    # The per-day and per-minute headers of every answer; the day's remainder is reported.
+    assert meta["provider_requests_remaining_today"] == 75_000 - 2
+    last = football.recorded(sandbox.PREFIX)[-1]
+    assert last["path"] == sandbox.PREFIX + "/leagues"
     leagues = metadata(result, "leagues")
     assert (leagues["fetched"], leagues["valid"], leagues["invalid"]) == (LEAGUES, LEAGUES, 0)
     assert (leagues["inserted"], leagues["updated"]) == (LEAGUES, 0)
@@ -130,3 +134,13 @@ def test_the_seed_readme_verification_queries_run_unchanged(football, database_u
     [state] = answers[4]
     assert state[:4] == ("api-football", "leagues_seasons", 170, LEAGUES)
     assert len(answers[5]) == 10 and answers[5][0][2] == 15
+
+
+def test_a_paged_answer_is_followed_to_its_last_page(football, database_url) -> None:
+    configure(football, page_size=50)  # 120 leagues: pages of 50, 50 and 20
+    result = sync(checks=False)
+    assert result.success
+    pages = [r["query"].get("page") for r in football.recorded(sandbox.PREFIX + "/leagues")]
+    assert pages == [None, "2", "3"]
+    assert query(database_url, "SELECT count(*) FROM leagues") == [(LEAGUES,)]
+    assert metadata(result, "leagues")["requests"] == 4
