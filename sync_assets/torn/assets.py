@@ -39,7 +39,11 @@ class UserSyncConfig(dg.Config):
     requests_per_second: float = Field(
         default=50.0, gt=0, description="Cap on Torn API requests per second, retries included."
     )
-    chunk_size: int = Field(default=200, ge=1, description="Users committed per transaction.")
+    chunk_size: int = Field(
+        default=500,
+        ge=1,
+        description="Users committed per transaction (fetching pauses while a chunk commits).",
+    )
     warn_failed_share: float = Field(
         default=0.10, ge=0, le=1, description="The warning check fails above this failed share."
     )
@@ -217,7 +221,7 @@ def _commit_chunk(
             row = sample.get("row")
             user = succeeded[row].item.user_id if isinstance(row, int) else None
             samples.append({**sample, "user_id": user})
-    rows = [_row(valid.loc[p]) for p in sorted(good_positions)]
+    rows = _rows(valid)
     with conn.transaction():
         counts = upsert_rows(conn, "user_data", COLUMNS, rows, ["user_id"])
     for key, value in counts.as_metadata().items():
@@ -225,16 +229,18 @@ def _commit_chunk(
     return demoted
 
 
-def _row(series: pd.Series) -> tuple[Any, ...]:
-    def value(column: str) -> Any:
-        item = series[column]
-        if item is None or (not isinstance(item, str) and pd.isna(item)):
-            return None
-        if column in ("player_id", "level"):
-            return int(item)
-        return str(item)
-
-    return tuple(value(c) for c in COLUMNS)
+def _rows(valid: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """Validated rows as tuples in COLUMNS order: None for missing, ints for integer columns."""
+    frame = valid[list(COLUMNS)].astype(object)
+    frame = frame.where(pd.notna(frame), None)
+    integer = [c in ("player_id", "level") for c in COLUMNS]
+    return [
+        tuple(
+            None if v is None else int(v) if is_int else str(v)
+            for v, is_int in zip(row, integer, strict=True)
+        )
+        for row in frame.itertuples(index=False, name=None)
+    ]
 
 
 def _cancel_requested(context: dg.AssetExecutionContext) -> bool:

@@ -1,0 +1,128 @@
+"""The torn Definitions, the hourly schedule, and that a sync never overlaps itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+
+import dagster as dg
+from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.remote_origin import (
+    InProcessCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._daemon.monitoring.run_monitoring import check_run_timeout
+
+from sync_assets.torn import defs
+from sync_assets.torn.assets import FAILED_SHARE_CHECK
+from sync_assets_tests.torn.conftest import configure, seed
+
+TICK = dt.datetime(2026, 1, 2, 5, 0, tzinfo=dt.UTC)
+
+
+def _tick(instance: dg.DagsterInstance | None = None) -> dg.RunRequest | dg.SkipReason:
+    schedule = defs.resolve_schedule_def("user_sync_schedule")
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=TICK)
+    result = schedule.evaluate_tick(context)
+    if result.skip_message:
+        return dg.SkipReason(result.skip_message)
+    [request] = result.run_requests
+    return request
+
+
+def _origin(job_name: str) -> RemoteJobOrigin:
+    """Where the daemon would load the job from (a queued run must name it)."""
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="sync_assets"))
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
+
+
+def test_asset_job_schedule_and_resources_are_named_and_tagged() -> None:
+    repo = defs.get_repository_def()
+    asset = repo.assets_defs_by_key[dg.AssetKey("user_data")]
+    spec = next(iter(asset.specs))
+    assert spec.group_name == "torn" and spec.kinds == {"python", "postgres"}
+    assert spec.description
+    assert [c.name for c in asset.check_specs] == [FAILED_SHARE_CHECK]
+    job = defs.resolve_job_def("user_sync_job")
+    assert job.tags == {"sync_assets/domain": "torn", "dagster/max_runtime": "600"}
+    schedule = defs.resolve_schedule_def("user_sync_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 * * * *", "UTC")
+    assert schedule.job_name == "user_sync_job"
+    assert set(defs.resources) == {"torn_db", "torn_api", "torn_keys"}
+    assert defs.resources["torn_db"].schema_name == "torn"
+    assert defs.resources["torn_db"].url_setting == "TORN_DATABASE_URL"
+    assert defs.resources["torn_api"].read_timeout == 10.0
+
+
+def test_a_tick_requests_a_run_with_the_configured_max_runtime(pg_instance, monkeypatch) -> None:
+    monkeypatch.delenv("USER_SYNC_MAX_RUNTIME_SECONDS", raising=False)
+    request = _tick(pg_instance)
+    assert isinstance(request, dg.RunRequest)
+    assert request.tags["dagster/max_runtime"] == "600"
+    monkeypatch.setenv("USER_SYNC_MAX_RUNTIME_SECONDS", "120")
+    assert _tick(pg_instance).tags["dagster/max_runtime"] == "120"
+
+
+def test_a_tick_while_a_sync_runs_is_skipped(torn, database_url, pg_instance) -> None:
+    seed(database_url, range(8))
+    configure(torn, latency=0.4)
+    job = defs.resolve_job_def("user_sync_job")
+    outcome: dict[str, bool] = {}
+    run_config = {"ops": {"user_data": {"config": {"concurrency": 2}}}}
+
+    def run() -> None:
+        result = job.execute_in_process(instance=pg_instance, run_config=run_config)
+        outcome["success"] = result.success
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    running: list[dg.DagsterRun] = []
+    while not running and time.monotonic() < deadline:
+        running = pg_instance.get_runs(
+            filters=dg.RunsFilter(job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED])
+        )
+        time.sleep(0.05)
+    assert running, "the sync never started"
+    skipped = _tick(pg_instance)
+    thread.join(timeout=60)
+    assert outcome == {"success": True}
+    assert isinstance(skipped, dg.SkipReason)
+    assert f"user_sync_job run {running[0].run_id} is still STARTED" in skipped.skip_message
+    assert "syncs never overlap" in skipped.skip_message
+    # The sync is over: the next tick runs.
+    assert isinstance(_tick(pg_instance), dg.RunRequest)
+
+
+def test_a_queued_sync_also_skips_the_tick(pg_instance) -> None:
+    job = defs.resolve_job_def("user_sync_job")
+    run = pg_instance.create_run_for_job(job, remote_job_origin=_origin(job.name))
+    pg_instance.report_dagster_event(
+        DagsterEvent(DagsterEventType.RUN_ENQUEUED.value, job_name=job.name), run.run_id
+    )
+    assert pg_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.QUEUED
+    skipped = _tick(pg_instance)
+    assert isinstance(skipped, dg.SkipReason) and "is still QUEUED" in skipped.skip_message
+    assert run.run_id in skipped.skip_message
+
+
+def test_a_hung_sync_is_ended_by_its_max_runtime(pg_instance, monkeypatch) -> None:
+    """Run monitoring (enabled in dagster.yaml) ends a run past `dagster/max_runtime`."""
+    monkeypatch.setenv("USER_SYNC_MAX_RUNTIME_SECONDS", "1")
+    request = _tick(pg_instance)
+    job = defs.resolve_job_def("user_sync_job")
+    run = pg_instance.create_run_for_job(job, tags={**job.tags, **request.tags})
+    pg_instance.report_dagster_event(
+        DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run.run_id
+    )
+    assert isinstance(_tick(pg_instance), dg.SkipReason)  # the hung run blocks the schedule
+    time.sleep(1.2)
+    record = pg_instance.get_run_record_by_id(run.run_id)
+    check_run_timeout(pg_instance, record, logging.getLogger("test"), 600.0)
+    ended = pg_instance.get_run_by_id(run.run_id)
+    assert ended.status == dg.DagsterRunStatus.FAILURE
+    assert isinstance(_tick(pg_instance), dg.RunRequest)  # and the next hour syncs again
