@@ -50,6 +50,13 @@ class ProviderAnswerError(RuntimeError):
     """The provider answered with errors in the body (a bad request, or a broken answer)."""
 
 
+class BrokenBodyError(ApiError):
+    """HTTP 200, but the body is cut short or not JSON: worth fetching again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
 @dataclass
 class Download:
     """One endpoint's answer on disk (every page), with what the envelope said."""
@@ -94,7 +101,7 @@ def read_header(path: Path) -> dict[str, Any]:
                     continue
                 header[value] = _build_value(events)
         except ijson.JSONError as exc:
-            raise ApiError(f"the answer is not complete JSON ({exc})", retryable=True) from None
+            raise BrokenBodyError(f"the answer is not complete JSON ({exc})") from None
     return header
 
 
@@ -131,7 +138,7 @@ def count_items(path: Path) -> int:
             for _ in ijson.items(handle, "response.item", use_float=True):
                 count += 1
         except ijson.JSONError as exc:
-            raise ApiError(f"the answer is not complete JSON ({exc})", retryable=True) from None
+            raise BrokenBodyError(f"the answer is not complete JSON ({exc})") from None
     return count
 
 
@@ -231,6 +238,9 @@ class FootballSession:
             if not isinstance(total, int | float) or page >= min(int(total), MAX_PAGES):
                 break
             page += 1
+        if results == 0 and endpoint == "leagues" and not params:
+            # API-Football always lists its leagues; an empty list is an outage answer.
+            raise ProviderAnswerError("/leagues answered no leagues at all; nothing was written")
         return Download(endpoint, pages, results, dict(self.limits))
 
     def _fetch_page(
@@ -254,9 +264,7 @@ class FootballSession:
                 self.rate_limit_waits += 1
                 self.stats.count_retry(self.config.rate_limit_wait_seconds)
                 time.sleep(self.config.rate_limit_wait_seconds)
-            except ApiError as exc:
-                if not exc.retryable or exc.status is not None:
-                    raise
+            except BrokenBodyError as exc:
                 broken += 1
                 if broken >= self.config.broken_body_attempts:
                     raise ApiError(f"/{endpoint}: {exc} ({broken} attempts)") from None
@@ -294,7 +302,7 @@ class FootballSession:
             except Exception as exc:  # a connection dropped mid-body
                 failure = f"GET /{endpoint}: the body broke off ({type(exc).__name__})"
             if failure:
-                raise ApiError(failure, retryable=True)
+                raise BrokenBodyError(failure)
 
     def _check_envelope(self, endpoint: str, header: dict[str, Any]) -> None:
         missing = [k for k in ENVELOPE_KEYS[:-1] if k not in header]

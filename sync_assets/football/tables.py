@@ -21,6 +21,7 @@ import pandas as pd
 import psycopg
 
 from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.redaction import redact
 from sync_assets.core.upsert import UpsertCounts, upsert_rows
 from sync_assets.core.validation import SAMPLE_SIZE, TooManyInvalidError, validate_frame
 from sync_assets.football.schemas import (
@@ -391,7 +392,7 @@ class FootballWriter:
 
 
 def _shape_sample(value: Any, expected: str) -> dict[str, Any]:
-    return {"column": "(item)", "check": f"expected {expected}", "value": repr(value)[:200]}
+    return {"column": "(item)", "check": f"expected {expected}", "value": redact(repr(value))[:200]}
 
 
 def table_counts(conn: psycopg.Connection) -> dict[str, int]:

@@ -120,3 +120,26 @@ def test_the_default_client_is_patient() -> None:
     api = FootballApiResource()
     assert api.max_retries >= 3 and api.rate_limit_wait_seconds >= 60
     assert api.requests_per_minute == 10  # the free plan's per-minute limit
+
+
+def test_an_empty_league_list_is_refused(football, database_url) -> None:
+    sync()
+    before = dump(database_url)
+    football.faults.add(
+        path=LEAGUES_PATH, kind="body", body=sandbox.envelope("leagues", {}, []), count=1
+    )
+    result = sync(raise_on_error=False)
+    assert not result.success
+    assert "answered no leagues at all" in failure_message(result)
+    assert dump(database_url) == before
+
+
+def test_a_provider_that_cannot_be_reached_fails_with_a_clear_error(
+    football, database_url, monkeypatch
+) -> None:
+    monkeypatch.setenv("API_FOOTBALL_BASE_URL", "http://127.0.0.1:9/football")
+    result = sync(raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "API-Football could not be read" in message and "ConnectionError" in message
+    assert set(counts(database_url).values()) == {0}
