@@ -48,10 +48,12 @@ def test_too_many_broken_items_fail_the_run_and_write_nothing(football, database
     before = dump(database_url)
     # 30 more leagues and every 10th item broken: 10% of leagues is above the 5% threshold.
     configure(football, leagues=LEAGUES + 30, invalid_every=10)
-    result = sync({"chunk_size": 10}, raise_on_error=False)
+    result = sync({"chunk_size": 25}, raise_on_error=False)  # 5 chunks in before it fails
     assert not result.success
     message = failure_message(result)
-    assert "leagues: " in message and "nothing was written" in message
+    # It stopped at the chunk that crossed the threshold, after writing five chunks.
+    assert "leagues: 8 of 150 items invalid already" in message
+    assert "nothing was written" in message
     assert dump(database_url) == before  # the chunks written before the failure rolled back
 
 
