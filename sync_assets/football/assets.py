@@ -140,9 +140,7 @@ def football_sync(
         "seconds": round(time.monotonic() - started, 3),
         "lock_wait_seconds": round(waited, 3),
         "provider_requests_remaining_today": _int_or_none(
-            countries.limits.get("x-ratelimit-requests-remaining")
-            if not leagues.limits
-            else leagues.limits.get("x-ratelimit-requests-remaining")
+            session.limits.get("x-ratelimit-requests-remaining")
         ),
     }
     for table in tables.TABLES:
