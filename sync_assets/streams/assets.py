@@ -3,6 +3,7 @@
 import datetime as dt
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -103,64 +104,65 @@ def sync_model(
     with db.advisory_lock(f"stream_parquet:{model.id}", wait_seconds=config.lock_wait_seconds):
         if cleared := buckets.clear_leftovers(model.id):
             log(f"removed {cleared} staging leftover(s) of an earlier run that did not finish")
-        checksum, source_bytes = buckets.checksum(model.source_uri)
-        unchanged = (
-            previous.get("source_sha256") == checksum
+        source_size = buckets.size(model.source_uri)
+        # The checksum decides a skip only when one is possible (same mapping, same size, the
+        # file still there); otherwise it is computed alongside the transform, not before it.
+        may_skip = (
+            not config.force
             and previous.get("mapping_fingerprint") == fingerprint
+            and previous.get("source_bytes") == source_size
             and buckets.exists(key)
         )
-        base = {
-            "model": model.id,
-            "source_uri": buckets.url(model.source_uri),
-            "source_format": model.source_format,
-            "source_sha256": checksum,
-            "source_bytes": source_bytes,
-            "mapping_fingerprint": fingerprint,
-            "ref_fields": list(model.ref_fields),
-            "parquet_uri": buckets.url(key),
-        }
-        if unchanged and not config.force:
-            log(f"source {model.source_uri} unchanged (sha256 {checksum[:12]}); not rewritten")
-            with db.transaction() as conn:
-                rows = int(previous.get("rows_written") or 0)
-                models.record_sync(conn, model.id, buckets.url(key), rows, dt.datetime.now(dt.UTC))
-            carried = {
-                k: previous[k]
-                for k in ("rows_read", "rows_written", "rows_rejected", "bytes")
-                if k in previous
-            }
-            return {
-                **base,
-                **carried,
-                "skipped": True,
-                "skip_reason": "source checksum and mapping unchanged since the last sync",
-                "seconds": round(time.monotonic() - started, 3),
-            }
+        pending: Future[tuple[str, int]] | None = None
+        if may_skip:
+            checksum, source_bytes = buckets.checksum(model.source_uri)
+            if previous.get("source_sha256") == checksum:
+                log(f"source {model.source_uri} unchanged (sha256 {checksum[:12]}); not rewritten")
+                with db.transaction() as conn:
+                    rows = int(previous.get("rows_written") or 0)
+                    models.record_sync(conn, model.id, buckets.url(key), rows, _now())
+                carried = {
+                    k: previous[k]
+                    for k in ("rows_read", "rows_written", "rows_rejected", "bytes")
+                    if k in previous
+                }
+                return {
+                    **_base(model, buckets, checksum, source_bytes, fingerprint),
+                    **carried,
+                    "skipped": True,
+                    "skip_reason": "source checksum and mapping unchanged since the last sync",
+                    "seconds": round(time.monotonic() - started, 3),
+                }
         path, filesystem = buckets.duckdb_path(model.source_uri)
         settings = EngineSettings(
             memory_limit=config.memory_limit, threads=config.threads, temp_dir=temp_dir()
         )
-        with buckets.staging(model.id) as staging:
-            result = transform(
-                model,
-                path,
-                buckets.opener(model.source_uri),
-                staging,
-                settings=settings,
-                max_rejected_fraction=config.max_rejected_fraction,
-                filesystem=filesystem,
-            )
-            fsync_file(result.output)
-            size = result.output.stat().st_size
-            uri = buckets.publish(model.id, result.output)
+        with ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
+            if not may_skip:
+                pending = pool.submit(buckets.checksum, model.source_uri)
+            with buckets.staging(model.id) as staging:
+                result = transform(
+                    model,
+                    path,
+                    buckets.opener(model.source_uri),
+                    staging,
+                    settings=settings,
+                    max_rejected_fraction=config.max_rejected_fraction,
+                    filesystem=filesystem,
+                )
+                if pending is not None:
+                    checksum, source_bytes = pending.result()
+                fsync_file(result.output)
+                size = result.output.stat().st_size
+                uri = buckets.publish(model.id, result.output)
         with db.transaction() as conn:
-            models.record_sync(conn, model.id, uri, result.rows_written, dt.datetime.now(dt.UTC))
+            models.record_sync(conn, model.id, uri, result.rows_written, _now())
     log(
         f"{model.id}: {result.rows_read} rows read, {result.rows_written} written, "
         f"{result.rows_rejected} rejected -> {uri}"
     )
     return {
-        **base,
+        **_base(model, buckets, checksum, source_bytes, fingerprint),
         "skipped": False,
         "rows_read": result.rows_read,
         "rows_written": result.rows_written,
@@ -169,6 +171,25 @@ def sync_model(
         "rejected_samples": dg.MetadataValue.json(result.rejected_samples),
         "bytes": size,
         "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _base(
+    model: DataModel, buckets: Buckets, checksum: str, source_bytes: int, fingerprint: str
+) -> dict[str, Any]:
+    return {
+        "model": model.id,
+        "source_uri": buckets.url(model.source_uri),
+        "source_format": model.source_format,
+        "source_sha256": checksum,
+        "source_bytes": source_bytes,
+        "mapping_fingerprint": fingerprint,
+        "ref_fields": list(model.ref_fields),
+        "parquet_uri": buckets.url(buckets.parquet_key(model.id)),
     }
 
 

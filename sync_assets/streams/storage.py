@@ -73,6 +73,13 @@ class Buckets:
         marker = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
         return f"{info.get('size')}:{marker}"
 
+    def size(self, key: str) -> int:
+        """The object's size in bytes; SourceMissingError when it does not exist."""
+        try:
+            return int(self.fs.size(self.path(key)))
+        except FileNotFoundError:
+            raise SourceMissingError(f"source object {key!r} does not exist") from None
+
     def checksum(self, key: str) -> tuple[str, int]:
         """SHA-256 and size of an object, read in 8 MB chunks (memory does not grow)."""
         digest = hashlib.sha256()
