@@ -19,7 +19,7 @@ from dagster._daemon.monitoring.run_monitoring import check_run_timeout
 
 from sync_assets.torn import defs
 from sync_assets.torn.assets import FAILED_SHARE_CHECK
-from sync_assets_tests.torn.conftest import configure, seed
+from sync_assets_tests.torn.conftest import configure, failure_text, query, seed
 
 TICK = dt.datetime(2026, 1, 2, 5, 0, tzinfo=dt.UTC)
 
@@ -126,3 +126,41 @@ def test_a_hung_sync_is_ended_by_its_max_runtime(pg_instance, monkeypatch) -> No
     ended = pg_instance.get_run_by_id(run.run_id)
     assert ended.status == dg.DagsterRunStatus.FAILURE
     assert isinstance(_tick(pg_instance), dg.RunRequest)  # and the next hour syncs again
+
+
+def test_a_canceled_sync_stops_and_keeps_the_users_it_fetched(
+    torn, database_url, pg_instance
+) -> None:
+    seed(database_url, range(40))
+    configure(torn, latency=0.25)
+    job = defs.resolve_job_def("user_sync_job")
+    results: list[dg.ExecuteInJobResult] = []
+    run_config = {"ops": {"user_data": {"config": {"concurrency": 2, "chunk_size": 4}}}}
+
+    def run() -> None:
+        results.append(
+            job.execute_in_process(
+                instance=pg_instance, run_config=run_config, raise_on_error=False
+            )
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    running: list[dg.DagsterRun] = []
+    while not running and time.monotonic() < deadline:
+        running = pg_instance.get_runs(
+            filters=dg.RunsFilter(job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED])
+        )
+        time.sleep(0.05)
+    assert running, "the sync never started"
+    time.sleep(0.5)
+    pg_instance.report_run_canceling(running[0], message="canceled from the test")
+    thread.join(timeout=60)
+    [result] = results
+    assert not result.success
+    text = failure_text(result)
+    assert "user_data canceled after committing" in text
+    committed = int(text.split("after committing ")[1].split()[0])
+    assert 0 < committed < 40
+    assert query(database_url, "SELECT count(*) FROM user_data") == [(committed,)]
