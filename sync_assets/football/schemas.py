@@ -65,10 +65,6 @@ def _parse_date_text(value: str) -> dt.date | None:
         return None
 
 
-def is_date_or_null(value: Any) -> bool:
-    return value is None or parse_date(value) is not None
-
-
 class CountryRow(pa.DataFrameModel):
     """One country: the name is its identity (several countries share one code)."""
 
@@ -128,30 +124,31 @@ class SeasonRow(pa.DataFrameModel):
     end: Series[object] = pa.Field(nullable=True)
     current: Series[object] = pa.Field(nullable=False)
 
-    @pa.check("year", element_wise=True, name="a year between 1850 and 2100")
-    def _year(cls, value: Any) -> bool:
-        return is_id(value) and 1850 <= value <= 2100
+    # Vectorized checks: a season table at 10x has ~100,000 rows, and a Python call per value
+    # through pandera's element-wise wrapper costs more than the rest of the validation.
+    @pa.check("year", name="a year between 1850 and 2100")
+    def _year(cls, column: pd.Series) -> pd.Series:
+        integers = column.map(type).eq(int)
+        years = pd.to_numeric(column.where(integers), errors="coerce")
+        return integers & years.between(1850, 2100)
 
-    @pa.check("start", element_wise=True, name="YYYY-MM-DD or null")
-    def _start(cls, value: Any) -> bool:
-        return is_date_or_null(value)
+    @pa.check("start", name="YYYY-MM-DD or null")
+    def _start(cls, column: pd.Series) -> pd.Series:
+        return column.map(parse_date).notna()
 
-    @pa.check("end", element_wise=True, name="YYYY-MM-DD or null")
-    def _end(cls, value: Any) -> bool:
-        return is_date_or_null(value)
+    @pa.check("end", name="YYYY-MM-DD or null")
+    def _end(cls, column: pd.Series) -> pd.Series:
+        return column.map(parse_date).notna()
 
-    @pa.check("current", element_wise=True, name="true or false")
-    def _current(cls, value: Any) -> bool:
-        return isinstance(value, bool)
+    @pa.check("current", name="true or false")
+    def _current(cls, column: pd.Series) -> pd.Series:
+        return column.map(type).eq(bool)
 
     @pa.dataframe_check(name="start on or before end")
     def _ordered(cls, frame: pd.DataFrame) -> pd.Series:
-        starts = frame["start"].map(parse_date)
-        ends = frame["end"].map(parse_date)
-        return pd.Series(
-            [s is None or e is None or s <= e for s, e in zip(starts, ends, strict=True)],
-            index=frame.index,
-        )
+        dated = frame["start"].map(parse_date).notna() & frame["end"].map(parse_date).notna()
+        # ISO dates compare as strings do.
+        return ~dated | (frame["start"].where(dated, "") <= frame["end"].where(dated, ""))
 
 
 def _all_booleans(column: pd.Series) -> pd.Series:
