@@ -3,8 +3,9 @@
 Every refresh runs in one transaction: the club's valid results are gathered once into the
 temp table `club_results` (one row per player per valid match, with the player's result, points
 and position in his own history), each aggregate is computed from it into a temp table, and the
-stats table is replaced by it (DELETE + INSERT, so readers keep seeing the old rows until the
-commit and never wait). When the new rows equal the old ones nothing is written.
+stats table is brought to exactly those rows by deleting the rows that went and inserting the
+rows that came (readers keep seeing the old contents until the commit and never wait; rows that
+did not change are not rewritten, so a re-run with nothing new writes nothing).
 
 A match is left out whole when its rows contradict each other: a score that is missing or
 negative, a player with negative or missing goals or a team other than A/B, a player listed
@@ -230,7 +231,7 @@ TABLES: tuple[TableSpec, ...] = (
         "match_report",
         "update_aggregated_match_report_cache",
         "match_report",
-        "Every valid match: score, both line-ups by name and the scorers.",
+        "Every valid match: score, both line-ups (scorers first) and the scorers.",
         (
             "match_id",
             "match_date",
@@ -244,8 +245,10 @@ TABLES: tuple[TableSpec, ...] = (
         """SELECT r.match_id, r.match_date, r.season_id,
                   max(r.goals_for) FILTER (WHERE r.team = 'A'),
                   max(r.goals_for) FILTER (WHERE r.team = 'B'),
-                  array_agg(p.name ORDER BY p.name, p.player_id) FILTER (WHERE r.team = 'A'),
-                  array_agg(p.name ORDER BY p.name, p.player_id) FILTER (WHERE r.team = 'B'),
+                  array_agg(p.name ORDER BY r.goals DESC, p.name, p.player_id)
+                      FILTER (WHERE r.team = 'A'),
+                  array_agg(p.name ORDER BY r.goals DESC, p.name, p.player_id)
+                      FILTER (WHERE r.team = 'B'),
                   coalesce(jsonb_agg(jsonb_build_object('player_id', r.player_id,
                                                         'player', p.name, 'goals', r.goals)
                                      ORDER BY r.goals DESC, p.name, p.player_id)
@@ -306,23 +309,22 @@ TABLES: tuple[TableSpec, ...] = (
                        sum(r.points)::integer AS points,
                        (count(*) FILTER (WHERE r.result = 'W'))::double precision / count(*)
                            AS win_pct,
-                       (count(DISTINCT s.season_id))::integer AS seasons_played
+                       (count(DISTINCT r.season_id)
+                            FILTER (WHERE r.season_id IN (SELECT season_id FROM {app}.seasons)))
+                           ::integer AS seasons_played,
+                       -- results newest first, e.g. 'WWLD...': the streak is the leading run
+                       string_agg(r.result, '' ORDER BY r.seq DESC) AS history
                   FROM club_results r
-                  LEFT JOIN {app}.seasons s ON s.season_id = r.season_id
                  GROUP BY r.player_id
             ),
-            latest AS (
-                SELECT r.player_id, r.result, r.seq FROM club_results r
-                  JOIN career c ON c.player_id = r.player_id AND r.seq = c.games
-            ),
             streak AS (
-                SELECT l.player_id,
-                       l.result || (l.seq - coalesce(max(r.seq), 0)) AS current_streak
-                  FROM latest l
-                  LEFT JOIN club_results r ON r.player_id = l.player_id AND r.result <> l.result
-                 GROUP BY l.player_id, l.result, l.seq
+                SELECT player_id,
+                       left(history, 1)
+                       || (length(history) - length(ltrim(history, left(history, 1))))
+                           AS current_streak
+                  FROM career
             ),
-            elo AS (SELECT * FROM elo_ratings())
+            elo AS (SELECT * FROM club_elo)
             SELECT p.player_id, p.name, coalesce(p.is_ringer, false),
                    coalesce(p.is_retired, false), coalesce(c.games, 0), coalesce(c.goals, 0),
                    coalesce(c.points, 0), c.win_pct, coalesce(c.seasons_played, 0),
@@ -349,7 +351,7 @@ TABLES: tuple[TableSpec, ...] = (
         "player_power_rating",
         "Each player's Elo rating (K = 20, start 1000) over every valid match in order.",
         ("player_id", "rating", "matches_rated"),
-        "SELECT player_id, rating, matches_rated FROM elo_ratings()",
+        "SELECT player_id, rating, matches_rated FROM club_elo",
     ),
 )
 
@@ -362,14 +364,19 @@ class RefreshCounts:
 
     table: str
     rows: int
-    rows_before: int
-    written: bool
+    added: int
+    removed: int
     seconds: float
+
+    @property
+    def written(self) -> bool:
+        return bool(self.added or self.removed)
 
     def as_metadata(self) -> dict[str, object]:
         return {
             "rows": self.rows,
-            "rows_before": self.rows_before,
+            "rows_added": self.added,
+            "rows_removed": self.removed,
             "rewritten": self.written,
             "compute_seconds": round(self.seconds, 3),
         }
@@ -422,15 +429,22 @@ def prepare_club_results(conn: psycopg.Connection, app_schema: str) -> int:
     check_club_tables(conn, app_schema)
     # Sorts and hashes of a million rows stay in memory; JIT costs more than it saves here.
     conn.execute("SET LOCAL work_mem = '256MB'")
+    try:
+        # Temp tables live in local buffers: at 200x club_results is ~100 MB, so room for it
+        # and a table being rebuilt (settable only before the session's first temp table).
+        with conn.transaction():
+            conn.execute("SET temp_buffers = '512MB'")
+    except psycopg.errors.InvalidParameterValue:
+        pass
     conn.execute("SET LOCAL jit = off")
     app = sql.Identifier(app_schema)
     # A player listed twice in a match (on both teams) is impossible when the app's table keys
     # (match_id, player_id); only without that key is the costlier distinct count needed.
     duplicates = sql.SQL("" if has_match_player_key(conn, app_schema) else DUPLICATE_PLAYERS)
     bad = sql.SQL(BAD_MATCHES).format(app=app, duplicates=duplicates)  # type: ignore[arg-type]
-    conn.execute(sql.SQL(CLUB_RESULTS).format(bad=bad, app=app))  # type: ignore[arg-type]
+    rows = conn.execute(sql.SQL(CLUB_RESULTS).format(bad=bad, app=app)).rowcount  # type: ignore[arg-type]
     conn.execute("ANALYZE club_results")
-    return conn.execute("SELECT count(*) FROM club_results").fetchone()[0]  # type: ignore[index]
+    return rows
 
 
 def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) -> RefreshCounts:
@@ -439,31 +453,63 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
     Runs inside the caller's transaction, after `prepare_club_results`.
     """
     started = time.monotonic()
-    target = sql.Identifier(spec.name)
-    fresh = sql.Identifier(f"_new_{spec.name}")
-    columns = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-    query = sql.SQL(spec.query).format(**fragments(app_schema))  # type: ignore[arg-type]
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM ({}) q ({})").format(
-            fresh, query, columns
-        )
-    )
-    # Order-independent fingerprints of the old and new rows: equal means nothing to write.
-    rows, before, new_sum, old_sum = conn.execute(
-        sql.SQL(
-            "SELECT (SELECT count(*) FROM {n}), (SELECT count(*) FROM {t}),"
-            " (SELECT sum(hashtextextended(x::text, 0)) FROM (SELECT {c} FROM {n}) x),"
-            " (SELECT sum(hashtextextended(x::text, 0)) FROM (SELECT {c} FROM {t}) x)"
-        ).format(c=columns, n=fresh, t=target)
-    ).fetchone()  # type: ignore[misc]
-    written = rows != before or new_sum != old_sum
-    if written:
-        conn.execute(sql.SQL("DELETE FROM {}").format(target))
+    if "club_elo" in spec.query:
+        # Elo is sequential and the costliest step: once per transaction, shared by the tables.
         conn.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, columns, columns, fresh)
+            "CREATE TEMP TABLE IF NOT EXISTS club_elo ON COMMIT DROP AS SELECT * FROM elo_ratings()"
         )
-    conn.execute(sql.SQL("DROP TABLE {}").format(fresh))
-    return RefreshCounts(spec.name, rows, before, written, time.monotonic() - started)
+    target = sql.Identifier(spec.name)
+    fresh_name, old_name = f"_new_{spec.name}", f"_old_{spec.name}"
+    fresh, old = sql.Identifier(fresh_name), sql.Identifier(old_name)
+    names = [sql.Identifier(c) for c in spec.columns]
+    columns = sql.SQL(", ").join(names)
+    query = sql.SQL(spec.query).format(**fragments(app_schema))  # type: ignore[arg-type]
+
+    def row_of(alias: str) -> sql.Composable:
+        return sql.SQL("ROW({})").format(
+            sql.SQL(", ").join(sql.Identifier(alias, c) for c in spec.columns)
+        )
+
+    # The new rows and the current ones, each with a hash of the whole row. Rows matched by
+    # hash and equal column by column stay; the others are deleted or inserted. Each table's
+    # rows are unique, so this difference is exact.
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {n} ON COMMIT DROP AS"
+            " SELECT q.*, hashtextextended({row}::text, 0) AS _h FROM ({query}) q ({c})"
+        ).format(n=fresh, query=query, c=columns, row=row_of("q"))
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {o} ON COMMIT DROP AS"
+            " SELECT t.ctid AS _tid, t.*, hashtextextended({row}::text, 0) AS _h FROM {t} t"
+        ).format(o=old, t=target, row=row_of("t"))
+    )
+    same = sql.SQL("{n}._h = {o}._h AND {nrow} IS NOT DISTINCT FROM {orow}").format(
+        n=fresh, o=old, nrow=row_of(fresh_name), orow=row_of(old_name)
+    )
+    removed = conn.execute(
+        sql.SQL(
+            "DELETE FROM {t} USING (SELECT _tid FROM {o}"
+            " WHERE NOT EXISTS (SELECT 1 FROM {n} WHERE {same})) gone WHERE {t}.ctid = gone._tid"
+        ).format(t=target, o=old, n=fresh, same=same)
+    ).rowcount
+    added = conn.execute(
+        sql.SQL(
+            "INSERT INTO {t} ({c}) SELECT {nc} FROM {n}"
+            " WHERE NOT EXISTS (SELECT 1 FROM {o} WHERE {same})"
+        ).format(
+            t=target,
+            c=columns,
+            nc=sql.SQL(", ").join(sql.Identifier(fresh_name, c) for c in spec.columns),
+            n=fresh,
+            o=old,
+            same=same,
+        )
+    ).rowcount
+    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(fresh)).fetchone()[0]  # type: ignore[index]
+    conn.execute(sql.SQL("DROP TABLE {}, {}").format(fresh, old))
+    return RefreshCounts(spec.name, rows, added, removed, time.monotonic() - started)
 
 
 def refresh_tables(

@@ -167,8 +167,8 @@ def test_season_honours_and_records(refreshed: str) -> None:
 def test_match_report(refreshed: str) -> None:
     rows = query(refreshed, "SELECT * FROM match_report ORDER BY match_id")
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]  # 7, 8, 9 contradict themselves
-    first = rows[0]
-    assert first[:7] == (1, dt.date(2024, 1, 5), 1, 3, 1, ["Ann", "Bob"], ["Cat", "Dan"])
+    first = rows[0]  # line-ups: scorers first (most goals), then by name
+    assert first[:7] == (1, dt.date(2024, 1, 5), 1, 3, 1, ["Ann", "Bob"], ["Dan", "Cat"])
     assert first[7] == [
         {"player_id": ANN, "player": "Ann", "goals": 2},
         {"player_id": BOB, "player": "Bob", "goals": 1},
@@ -260,7 +260,9 @@ def test_a_rerun_writes_nothing_and_new_matches_rewrite(club, database_url: str)
     with psycopg.connect(database_url) as conn, conn.cursor() as cur:
         add_matches(cur, {10: (dt.date(2024, 2, 28), 2, 0, 2, [(5, "A", 0), (7, "B", 2)])})
     third = refresh_all(database_url)
-    assert third["all_time_stats"].written and third["all_time_stats"].rows == 7
+    # Eve's row changed (one out, one in) and Gus's is new; nobody else's row is rewritten.
+    assert (third["all_time_stats"].added, third["all_time_stats"].removed) == (2, 1)
+    assert third["all_time_stats"].rows == 7
     assert query(database_url, "SELECT games, goals FROM all_time_stats WHERE player_id = 7") == [
         (1, 2)
     ]

@@ -1,0 +1,238 @@
+"""Stats refresh speed, against the issue's targets, and the queue's latency under a daemon.
+
+1. Compute: all eleven tables in-process (one transaction, as `refresh_tables`) on the sandbox
+   club at 1x (5,000 player-match rows) and 200x (about 1,000,000): first refresh into empty
+   tables, a re-run with nothing new (nothing is written), and a refresh after one new match
+   (every table changes). Ratio = seconds / target (1 s at 1x, 10 s at 200x; the old workers
+   took 30 to 60 s). Also the same eleven split over two connections (the 2 cores), and, as a
+   floor measured in the same run, one plain aggregate pass over player_matches.
+2. Queue latency: `dagster-daemon` on the repository's workspace and dagster.yaml (embedded
+   Postgres), the club stand-in on loopback; seconds from inserting a `background_job_status`
+   row to the row reading `completed` (sensor tick, queued run, 11 steps, write-back sensor).
+
+Run: `.venv/bin/python bench/stats.py` (about 3 minutes; `--skip-daemon` for the first part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from _common import bench_home, peak_rss_mb, report
+
+TARGETS = {1.0: 1.0, 200.0: 10.0}
+
+
+def fresh_database(prefix: str) -> str:
+    import psycopg
+    from psycopg import sql
+
+    from sync_assets.core.embedded import embedded_database_url
+
+    server = embedded_database_url("postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return server.replace("@/postgres?", f"@/{name}?", 1)
+
+
+def seeded(scale: float) -> str:
+    import psycopg
+
+    from sync_assets.sandbox.club import seed_club
+
+    url = fresh_database(f"bench_stats_{int(scale)}x")
+    started = time.monotonic()
+    with psycopg.connect(url) as conn:
+        with conn.transaction():
+            counts = seed_club(conn, scale)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    report(
+        f"stats seed {scale:g}x ({counts['player_matches']} rows)", time.monotonic() - started, "s"
+    )
+    return url
+
+
+def refresh_once(url: str, names: list[str]) -> float:
+    from sync_assets.stats import computations
+    from sync_assets.stats.resources import StatsDatabase
+
+    os.environ["DATABASE_URL"] = url
+    db = StatsDatabase(schema_name="stats")
+    started = time.monotonic()
+    with db.connect() as conn:
+        computations.refresh_tables(conn, names, "public")
+    return time.monotonic() - started
+
+
+def refresh_parallel(url: str, names: list[str]) -> float:
+    """Two connections, each refreshing half the tables in its own transaction."""
+    halves = [names[0::2], names[1::2]]
+    errors: list[BaseException] = []
+
+    def work(part: list[str]) -> None:
+        try:
+            refresh_once(url, part)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=work, args=(part,)) for part in halves]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return time.monotonic() - started
+
+
+def add_match(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        match_id = conn.execute("SELECT max(match_id) + 1 FROM matches").fetchone()[0]
+        day, season = conn.execute(
+            "SELECT max(match_date) + 1, max(season_id) FROM matches"
+        ).fetchone()
+        players = [r[0] for r in conn.execute("SELECT player_id FROM players LIMIT 10")]
+        conn.execute("INSERT INTO matches VALUES (%s, %s, %s, 3, 2)", (match_id, day, season))
+        for n, pid in enumerate(players):
+            conn.execute(
+                "INSERT INTO player_matches VALUES (%s, %s, %s, %s)",
+                (match_id, pid, "A" if n < 5 else "B", 1 if n in (0, 1, 2, 5, 6) else 0),
+            )
+
+
+def floor_pass(url: str) -> float:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("SET work_mem = '256MB'")
+        started = time.monotonic()
+        conn.execute(
+            "SELECT player_id, count(*), sum(goals) FROM player_matches GROUP BY player_id"
+        ).fetchall()
+        return time.monotonic() - started
+
+
+def compute(scale: float) -> None:
+    from sync_assets.stats import computations
+
+    names = [t.name for t in computations.TABLES]
+    url = seeded(scale)
+    os.environ["DATABASE_URL"] = url
+    computations.apply_schema(computations_db())
+    target = TARGETS.get(scale, max(1.0, scale / 20))
+    label = f"stats {scale:g}x"
+    report(f"{label} floor: one aggregate pass", floor_pass(url), "s")
+    first = refresh_once(url, names)
+    report(f"{label} eleven tables, first refresh", first, "s", first / target)
+    same = refresh_once(url, names)
+    report(f"{label} eleven tables, nothing new", same, "s", same / target)
+    add_match(url)
+    changed = refresh_once(url, names)
+    report(f"{label} eleven tables, after a new match", changed, "s", changed / target)
+    add_match(url)
+    parallel = refresh_parallel(url, names)
+    report(f"{label} eleven tables, 2 connections", parallel, "s", parallel / target)
+
+
+def computations_db():
+    from sync_assets.stats.resources import StatsDatabase
+
+    return StatsDatabase(schema_name="stats")
+
+
+def daemon_latency(rows: int = 3) -> None:
+    import psycopg
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from sync_assets.sandbox import club
+    from sync_assets.sandbox.server import SandboxServer
+    from sync_assets_tests.processes import instance_environment, running, wait_for
+
+    url = seeded(1.0)
+    dagster_db = fresh_database("bench_stats_dagster")
+    app = SandboxServer(club.providers(1.0)).start()
+    home = Path(tempfile.mkdtemp(prefix="stats_daemon_"))
+    env = {
+        **instance_environment(home / "dagster_home", dagster_db),
+        **club.environment(app.url),
+        "DATABASE_URL": url,
+    }
+
+    def status(row_id: object) -> str:
+        with psycopg.connect(url) as conn:
+            found = conn.execute(
+                "SELECT status FROM background_job_status WHERE id = %s", (row_id,)
+            ).fetchone()
+        return found[0] if found else "missing"
+
+    def enqueue() -> uuid.UUID:
+        row_id = uuid.uuid4()
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "INSERT INTO background_job_status (id, job_payload, priority)"
+                ' VALUES (%s, \'{"triggeredBy": "bench"}\', 2)',
+                (row_id,),
+            )
+        return row_id
+
+    seeded_row = club.queue_rows()[2][0]  # the sandbox queues one row: the warm-up
+    latencies: list[float] = []
+    try:
+        with running(home, env) as processes:
+            processes.start("daemon", "dagster-daemon", "run", "-w", "workspace.yaml")
+            wait_for(
+                lambda: processes.assert_alive() or status(seeded_row) in ("completed", "failed"),
+                600,
+                "the warm-up queue row",
+                every=0.5,
+            )
+            if status(seeded_row) != "completed":
+                raise RuntimeError(f"warm-up row ended {status(seeded_row)}")
+            for _ in range(rows):
+                row_id = enqueue()
+                started = time.monotonic()
+                wait_for(
+                    lambda row_id=row_id: (
+                        processes.assert_alive() or status(row_id) in ("completed", "failed")
+                    ),
+                    600,
+                    "a queue row",
+                    every=0.2,
+                )
+                latencies.append(time.monotonic() - started)
+                if status(row_id) != "completed":
+                    raise RuntimeError(f"queue row ended {status(row_id)}")
+    finally:
+        app.stop()
+    report("stats queue row -> completed (daemon, median)", statistics.median(latencies), "s")
+    report("stats queue row -> completed (daemon, worst)", max(latencies), "s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-daemon", action="store_true")
+    parser.add_argument("--scales", default="1,200")
+    args = parser.parse_args()
+    bench_home()
+    for scale in (float(s) for s in args.scales.split(",")):
+        compute(scale)
+    report("stats peak RSS of the bench process", peak_rss_mb(), "MB")
+    if not args.skip_daemon:
+        daemon_latency()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
