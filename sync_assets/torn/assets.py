@@ -144,7 +144,14 @@ def user_data(
                 session.close()
 
     metadata = _metadata(config, report, session, total, tally, written, samples, started)
-    if report.stopped_by in ("request", "interrupt"):
+    processed = report.processed
+    failed_share = report.failed / processed if processed else 0.0
+    stopped = report.stopped_by in ("request", "interrupt")
+    too_many_failed = processed > 0 and failed_share >= config.fail_run_failed_share
+    if (stopped or too_many_failed) and report.succeeded:
+        # The run will fail, but the users it fetched were written: record that they were.
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=metadata))
+    if stopped:
         context.log.warning(f"user_data stopped early: {report.stop_reason}")
         report.raise_if_interrupted()
         raise dg.Failure(
@@ -152,9 +159,7 @@ def user_data(
             metadata=metadata,
             allow_retries=False,
         )
-    processed = report.processed
-    failed_share = report.failed / processed if processed else 0.0
-    if processed and failed_share >= config.fail_run_failed_share:
+    if too_many_failed:
         everyone = "every user" if report.failed == processed else f"{failed_share:.0%} of users"
         raise dg.Failure(
             f"{everyone} failed ({report.failed} of {processed}): {tally.summary()}",

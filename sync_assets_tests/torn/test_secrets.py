@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import yaml
 from psycopg import sql
@@ -118,3 +119,7 @@ def test_no_key_leaks_from_a_retrying_failing_run(torn, database_url, pg_instanc
         assert reason in storage
     assert sandbox.user_id_at(6) in storage  # user ids are reported, keys never
     assert query(database_url, "SELECT count(*) FROM user_data") == [(5,)]
+    # The run failed, but the users it wrote were recorded as materialized.
+    latest = pg_instance.get_latest_materialization_event(dg.AssetKey("user_data"))
+    assert latest is not None and latest.run_id == outcome["run_id"]
+    assert latest.asset_materialization.metadata["users_succeeded"].value == 5
