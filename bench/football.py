@@ -3,8 +3,8 @@ the same run.
 
 For each size, a fresh process materializes the four football assets in-process from the
 sandbox (running in its own process, its answer built and cached beforehand) into a fresh
-database, then COPYs the same rows into unindexed tables of the same shape: the speed limit a
-sync that writes those rows cannot beat. Printed: seconds, rows/s (ratio to raw COPY rows/s),
+database, then COPYs the same rows into empty tables of the same shape (primary keys, unique
+indexes, foreign keys): the speed limit a sync that writes those rows cannot beat. Printed: seconds, rows/s (ratio to raw COPY rows/s),
 peak memory (ratio: growth from 1x to 10x against the 10x growth of the data).
 
 Run: `.venv/bin/python bench/football.py` (about a minute).
@@ -74,29 +74,45 @@ def fresh_database() -> str:
     return server.replace("@/postgres?", f"@/{name}?", 1)
 
 
+FOREIGN_KEYS = {
+    "leagues": ("country_id", "countries"),
+    "seasons": ("league_id", "leagues"),
+    "season_coverage": ("season_id", "seasons"),
+}
+
+
 def raw_copy_seconds(database_url: str) -> float:
-    """COPY every synced row into unindexed tables of the same columns; seconds taken."""
+    """COPY every synced row into empty tables of the same shape (keys, unique indexes and
+    foreign keys included): what writing these rows costs at the least. Seconds taken."""
     import psycopg
     from psycopg import sql
 
     from sync_assets.football.tables import TABLES
 
     with psycopg.connect(database_url) as conn:
-        rows = {
-            t: conn.execute(
-                sql.SQL("SELECT * FROM football.{}").format(sql.Identifier(t))
-            ).fetchall()
-            for t in TABLES
-        }
-        started = time.perf_counter()
+        conn.execute("CREATE SCHEMA raw")
+        rows = {}
         for table in TABLES:
-            raw = sql.Identifier(f"raw_{table}")
+            rows[table] = conn.execute(
+                sql.SQL("SELECT * FROM football.{} ORDER BY 1").format(sql.Identifier(table))
+            ).fetchall()
             conn.execute(
-                sql.SQL("CREATE TEMP TABLE {} AS SELECT * FROM football.{} WITH NO DATA").format(
-                    raw, sql.Identifier(table)
+                sql.SQL("CREATE TABLE raw.{t} (LIKE football.{t} INCLUDING ALL)").format(
+                    t=sql.Identifier(table)
                 )
             )
-            with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(raw)) as copy:
+            if table in FOREIGN_KEYS:
+                column, parent = FOREIGN_KEYS[table]
+                conn.execute(
+                    sql.SQL(
+                        "ALTER TABLE raw.{} ADD FOREIGN KEY ({}) REFERENCES raw.{} (id)"
+                    ).format(sql.Identifier(table), sql.Identifier(column), sql.Identifier(parent))
+                )
+        conn.commit()
+        started = time.perf_counter()
+        for table in TABLES:
+            statement = sql.SQL("COPY raw.{} FROM STDIN").format(sql.Identifier(table))
+            with conn.cursor().copy(statement) as copy:
                 for row in rows[table]:
                     copy.write_row(row)
         conn.commit()
