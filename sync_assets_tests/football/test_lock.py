@@ -59,3 +59,26 @@ def test_a_second_sync_waits_for_the_first_to_finish(football, database_url) -> 
     first_request = min(r["at"] for r in football.recorded())
     assert first_request >= released[0]
     assert counts(database_url)["leagues"] > 0
+
+
+def test_two_syncs_started_together_never_overlap(football, database_url) -> None:
+    # The first sync's /leagues answer takes 2 s, so the second starts while it holds the lock.
+    football.faults.add(path="/football/leagues", kind="slow", delay=2.0, count=1)
+    results: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        results[name] = sync({"lock_wait_seconds": 0}, checks=False)
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    deadline = time.monotonic() + 30
+    while not football.recorded("/football/countries") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run("second")
+    first.join()
+    materialized = {
+        name: bool(result.asset_materializations_for_node("football_sync"))  # type: ignore[attr-defined]
+        for name, result in results.items()
+    }
+    assert materialized == {"first": True, "second": False}
+    assert len(football.recorded("/football")) == 2  # the second asked the provider nothing
