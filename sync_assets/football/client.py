@@ -27,6 +27,7 @@ from typing import Any
 
 import dagster as dg
 import ijson
+from pydantic import Field
 
 from sync_assets.core.http import ApiClient, ApiError, CallStats, token_bucket
 from sync_assets.core.settings import optional_setting, require_setting
@@ -156,15 +157,25 @@ class FootballApiResource(dg.ConfigurableResource):
     and sent only in the `x-apisports-key` header.
     """
 
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-    max_retries: int = 5
-    backoff_factor: float = 1.0
-    retry_after_cap: float = 120.0
-    rate_limit_wait_seconds: float = 61.0
-    rate_limit_attempts: int = 3
-    broken_body_attempts: int = 3
-    requests_per_minute: int = 10
+    connect_timeout: float = Field(default=10.0, description="Seconds to connect.")
+    read_timeout: float = Field(default=120.0, description="Seconds to wait for an answer.")
+    max_retries: int = Field(
+        default=5, description="Retries of HTTP 429 (Retry-After honoured), 499, 5xx, drops."
+    )
+    backoff_factor: float = Field(default=1.0, description="Exponential backoff base, seconds.")
+    retry_after_cap: float = Field(default=120.0, description="Longest Retry-After honoured.")
+    rate_limit_wait_seconds: float = Field(
+        default=61.0, description="Wait after a per-minute rate-limit error in a 200 body."
+    )
+    rate_limit_attempts: int = Field(
+        default=3, description="Answers with a rate-limit error before the run fails."
+    )
+    broken_body_attempts: int = Field(
+        default=3, description="Downloads of a cut-short or non-JSON body before failing."
+    )
+    requests_per_minute: int = Field(
+        default=10, description="Own request pace (the free plan allows 10 per minute)."
+    )
 
     def base_url(self) -> str:
         return optional_setting("API_FOOTBALL_BASE_URL", DEFAULT_BASE_URL) or DEFAULT_BASE_URL
