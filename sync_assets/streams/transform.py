@@ -357,6 +357,9 @@ def connect(settings: EngineSettings) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config=config)
     # Timestamps without an offset are UTC, whatever the machine's zone.
     con.execute("SET TimeZone = 'UTC'")
+    # Rows need not keep the source's order (`$_ref` identifies them): the writers then run
+    # in parallel and need not hold batches back for ordering, which also caps memory.
+    con.execute("SET preserve_insertion_order = false")
     return con
 
 
