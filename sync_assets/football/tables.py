@@ -114,16 +114,23 @@ class SyncReport:
 
 
 class _Slugs:
-    """Slugs unique within a table and kept once given: `base`, else `base-<suffix>`."""
+    """Slugs unique within a table and kept once given: `base`, else `base-<suffix>`.
 
-    def __init__(self, existing: dict[Any, str]) -> None:
+    A name with no Latin letters or digits ("日本") gets `<kind>-<suffix>`.
+    """
+
+    def __init__(self, existing: dict[Any, str], kind: str) -> None:
         self.by_key = dict(existing)
         self.taken = set(existing.values())
+        self.kind = kind
 
     def slug_for(self, key: Any, base: str, suffix: str) -> str:
         if key in self.by_key:
             return self.by_key[key]
-        slug = base if base and base not in self.taken else f"{base}-{suffix}".strip("-")
+        if not base:
+            slug = f"{self.kind}-{suffix}"
+        else:
+            slug = base if base not in self.taken else f"{base}-{suffix}"
         while slug in self.taken:
             slug = f"{slug}-{_short_hash(slug)}"
         self.by_key[key] = slug
@@ -149,8 +156,10 @@ class FootballWriter:
         self.report = SyncReport()
         existing = conn.execute("SELECT name, id, slug FROM countries").fetchall()
         self.country_ids: dict[str, int] = {name: cid for name, cid, _ in existing}
-        self.country_slugs = _Slugs({name: slug for name, _, slug in existing})
-        self.league_slugs = _Slugs(dict(conn.execute("SELECT id, slug FROM leagues").fetchall()))
+        self.country_slugs = _Slugs({name: slug for name, _, slug in existing}, "country")
+        self.league_slugs = _Slugs(
+            dict(conn.execute("SELECT id, slug FROM leagues").fetchall()), "league"
+        )
 
     # countries -------------------------------------------------------------------------------
     def write_countries(self, items: Iterable[Any], *, source: str = "/countries") -> None:

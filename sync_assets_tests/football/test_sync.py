@@ -144,3 +144,16 @@ def test_a_paged_answer_is_followed_to_its_last_page(football, database_url) -> 
     assert pages == [None, "2", "3"]
     assert query(database_url, "SELECT count(*) FROM leagues") == [(LEAGUES,)]
     assert metadata(result, "leagues")["requests"] == 4
+
+
+def test_slug_rules() -> None:
+    from sync_assets.football.tables import _Slugs, slugify
+
+    assert slugify("Côte d'Ivoire") == "cote-d-ivoire"
+    assert slugify("  Primera División ") == "primera-division"
+    assert slugify("日本") == ""
+    slugs = _Slugs({71: "brazil-serie-a"}, "league")
+    assert slugs.slug_for(71, "brazil-serie-a-renamed", "71") == "brazil-serie-a"  # kept
+    assert slugs.slug_for(72, "brazil-serie-a", "72") == "brazil-serie-a-72"
+    assert slugs.slug_for(98, "", "98") == "league-98"
+    assert slugs.slug_for(99, "brazil-serie-a-72", "72") != "brazil-serie-a-72"
