@@ -119,7 +119,7 @@ def club_rows(scale: float) -> dict[str, Iterator[tuple]]:
     return {
         "players": _players(shape),
         "seasons": _seasons(shape),
-        "matches+player_matches": _matches(shape, scale),
+        "matches+player_matches": _matches(shape, scale),  # ("m" | "pm", row) pairs
     }
 
 
@@ -224,17 +224,15 @@ def seed_club(conn: psycopg.Connection, scale: float, schema: str = "public") ->
               ["player_id"], generated["players"], counts)  # fmt: skip
     _copy_new(conn, schema, "seasons", ["season_id", "name", "start_date", "end_date"],
               ["season_id"], generated["seasons"], counts)  # fmt: skip
-    matches: list[tuple] = []
-    player_matches: list[tuple] = []
-    for kind, row in generated["matches+player_matches"]:
-        (matches if kind == "m" else player_matches).append(row)
+    # The generator is deterministic: walking it twice (matches, then their players) keeps
+    # memory flat at any scale.
+    shape, rng_scale = ClubShape.at(scale), scale
     _copy_new(conn, schema, "matches",
               ["match_id", "match_date", "season_id", "team_a_score", "team_b_score"],
-              ["match_id"], iter(matches), counts)  # fmt: skip
-    del matches
+              ["match_id"], (r for k, r in _matches(shape, rng_scale) if k == "m"), counts)  # fmt: skip
     _copy_new(conn, schema, "player_matches", ["match_id", "player_id", "team", "goals"],
-              ["match_id", "player_id"], iter(player_matches), counts)  # fmt: skip
-    del player_matches
+              ["match_id", "player_id"],
+              (r for k, r in _matches(shape, rng_scale) if k == "pm"), counts)  # fmt: skip
     _copy_new(conn, schema, "background_job_status",
               ["id", "job_type", "job_payload", "status", "priority", "retry_count",
                "created_at", "started_at", "completed_at", "error_message"],

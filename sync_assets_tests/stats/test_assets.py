@@ -107,7 +107,9 @@ CREATE TRIGGER flaky BEFORE INSERT OR DELETE ON stats.match_report
 def test_a_failing_table_is_retried_keeps_its_old_rows_and_stops_no_other(
     club, database_url, pg_instance, capfd
 ) -> None:
-    assert dg.materialize(STATS_ASSETS, resources=resources()).success
+    from sync_assets_tests.stats.test_tables import refresh_all
+
+    refresh_all(database_url)  # yesterday's tables, written without Dagster (quicker)
     old_ratings = query(database_url, "SELECT * FROM power_ratings ORDER BY player_id")
     with psycopg.connect(database_url) as conn:
         conn.execute(FAIL_ALWAYS)
@@ -126,7 +128,7 @@ def test_a_failing_table_is_retried_keeps_its_old_rows_and_stops_no_other(
     assert query(database_url, "SELECT * FROM power_ratings ORDER BY player_id") == old_ratings
     assert query(database_url, "SELECT games FROM all_time_stats WHERE player_id = 7") == [(1,)]
     assert query(database_url, "SELECT count(*) FROM match_report") == [(7,)]
-    assert "power_ratings" not in provider(club).revalidated[11:]
+    assert sorted(provider(club).revalidated) == sorted(set(ALL_TAGS) - {"player_power_rating"})
 
     # The internal key went to the app, and nowhere else: not the logs, not the event log.
     secret = club_sandbox.SANDBOX_INTERNAL_KEY
