@@ -92,7 +92,6 @@ def football_sync(
         session = football_api.session()
     except MissingSettingError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
-    tables.apply_schema(football_db)
     lock_started = time.monotonic()
     try:
         with (
@@ -100,6 +99,9 @@ def football_sync(
             football_db.advisory_lock(LOCK_NAME, wait_seconds=config.lock_wait_seconds),
         ):
             waited = time.monotonic() - lock_started
+            # Under the lock: CREATE INDEX IF NOT EXISTS locks its table even when the index
+            # exists, so DDL beside another sync's open transaction would wait for it.
+            tables.apply_schema(football_db)
             countries = session.download("countries")
             leagues = session.download("leagues")
             for warning in session.warnings:

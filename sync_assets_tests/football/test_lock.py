@@ -82,3 +82,20 @@ def test_two_syncs_started_together_never_overlap(football, database_url) -> Non
     }
     assert materialized == {"first": True, "second": False}
     assert len(football.recorded("/football")) == 2  # the second asked the provider nothing
+
+
+def test_a_skipped_sync_does_not_wait_for_the_other_ones_transaction(
+    football, database_url
+) -> None:
+    import psycopg
+
+    sync(checks=False)
+    # The other sync: holding the lock, in the middle of its write transaction.
+    with DB.advisory_lock(LOCK_NAME), psycopg.connect(database_url) as writer:
+        writer.execute("UPDATE football.leagues SET name = name WHERE id = 1")
+        started = time.monotonic()
+        result = sync({"lock_wait_seconds": 0.5}, checks=False)
+        took = time.monotonic() - started
+        writer.rollback()
+    assert result.success and result.asset_materializations_for_node("football_sync") == []
+    assert took < 20  # DDL beside the open transaction would have blocked until it ended
