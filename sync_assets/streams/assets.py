@@ -44,7 +44,7 @@ class StreamSyncConfig(dg.Config):
         description="Share of rows whose values do not cast above which nothing is published.",
     )
     memory_limit: str = Field(
-        default="512MB", description="DuckDB memory limit; beyond it DuckDB spills to disk."
+        default="400MB", description="DuckDB memory limit; beyond it DuckDB spills to disk."
     )
     threads: int | None = Field(default=None, ge=1, description="DuckDB threads (default: all).")
     lock_wait_seconds: float = Field(

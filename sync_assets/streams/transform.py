@@ -87,7 +87,7 @@ class TooManyRejectedError(RuntimeError):
 class EngineSettings:
     """DuckDB limits for one transform: memory is capped, the rest spills to `temp_dir`."""
 
-    memory_limit: str = "512MB"
+    memory_limit: str = "400MB"
     threads: int | None = None
     temp_dir: Path | None = None
 

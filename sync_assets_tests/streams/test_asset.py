@@ -186,3 +186,26 @@ def test_other_formats_through_the_asset(streams, instance, fmt) -> None:
     streams.model("people", fmt)
     meta = metadata_of(streams.materialize("people", instance))
     assert meta["rows_written"] == 3 and meta["source_format"] == fmt
+
+
+def test_a_remote_object_store_through_fsspec(streams, instance, monkeypatch) -> None:
+    """Any fsspec URL works: here fsspec's in-memory store stands in for s3://."""
+    import fsspec
+
+    root = f"memory://streams-test-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("OBJECT_STORAGE_URL", root)
+    memory = fsspec.filesystem("memory")
+    with memory.open(f"{root}/sources/people.csv", "wb") as handle:
+        handle.write(CSV.encode())
+    streams.model("people", "csv")
+    first = metadata_of(streams.materialize("people", instance))
+    assert first["rows_written"] == 3 and first["parquet_uri"] == f"{root}/streams/people.parquet"
+    with memory.open(f"{root}/streams/people.parquet", "rb") as handle:
+        assert pq.read_table(handle).num_rows == 3
+    assert metadata_of(streams.materialize("people", instance))["skipped"] is True
+    assert memory.ls(f"{root}/streams/.staging", detail=False) == []
+    # A missing source object fails naming it.
+    memory.rm(f"{root}/sources/people.csv")
+    result = streams.materialize("people", instance, raise_on_error=False)
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "'sources/people.csv' does not exist" in failure.step_failure_data.error.message
