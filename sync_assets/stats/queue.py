@@ -154,7 +154,7 @@ class Queue:
                     "UPDATE {} SET status = %s, completed_at = %s, error_message = %s,"
                     " started_at = coalesce(%s, started_at),"
                     " results = coalesce(results, '{{}}') || %s"
-                    " WHERE status = 'processing' AND results->>'claim' = %s"
+                    " WHERE status IN ('processing', 'failed') AND results->>'claim' = %s"
                 ).format(self.table),
                 (status, completed_at, error, started_at, Jsonb(results), claim),
             ).rowcount
@@ -282,6 +282,9 @@ def write_back(
     if not claim:
         return 0
     register_secret(optional_setting("INTERNAL_API_KEY"))
+    latest = _runs_for_claim(instance, claim)
+    if latest and latest[0].run_id != run.run_id:
+        return 0  # the instance retried this run (its worker died): the newest run decides
     queue = Queue(conn, app_schema)
     record = instance.get_run_record_by_id(run.run_id)
     current = record.dagster_run if record else run

@@ -197,3 +197,19 @@ def test_without_the_queue_table_the_sensor_skips(database_url, pg_instance) -> 
     result = tick(pg_instance)
     assert isinstance(result, dg.SkipReason)
     assert "no background_job_status table" in (result.skip_message or "")
+
+
+def test_a_run_the_instance_retried_is_judged_by_the_retry(club, database_url, pg_instance):
+    """The worker of the first run died and the instance retried it (same tags): the first
+    run's failure does not mark the row; the retry's success does."""
+    job_row = enqueue(database_url, priority=1, minutes=0)
+    [request] = tick(pg_instance).run_requests
+    job = stats_defs.resolve_job_def("stats_refresh_job")
+    dead = pg_instance.create_run_for_job(job_def=job, tags=request.tags)
+    pg_instance.report_run_failed(dead)
+    retry = run_for(pg_instance, request)  # same claim tags, as the instance's retry has
+    write_back(pg_instance, dead.run_id, stats_queue_failure_sensor, DagsterEventType.RUN_FAILURE)
+    assert row(database_url, job_row)["status"] == "processing"
+    write_back(pg_instance, retry.run_id, stats_queue_success_sensor, DagsterEventType.RUN_SUCCESS)
+    done = row(database_url, job_row)
+    assert (done["status"], done["results"]["dagster_run_id"]) == ("completed", retry.run_id)
