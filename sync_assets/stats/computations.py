@@ -16,6 +16,7 @@ not exist are left out. The club-table asset checks (`checks.py`) report the sam
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -459,8 +460,11 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
             "CREATE TEMP TABLE IF NOT EXISTS club_elo ON COMMIT DROP AS SELECT * FROM elo_ratings()"
         )
     target = sql.Identifier(spec.name)
+    # One writer per table at a time (a UI run and a queue run, or two deployments); readers
+    # are not blocked by this lock mode.
+    conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
     fresh_name, old_name = f"_new_{spec.name}", f"_old_{spec.name}"
-    fresh, old = sql.Identifier(fresh_name), sql.Identifier(old_name)
+    fresh = sql.Identifier(fresh_name)
     names = [sql.Identifier(c) for c in spec.columns]
     columns = sql.SQL(", ").join(names)
     query = sql.SQL(spec.query).format(**fragments(app_schema))  # type: ignore[arg-type]
@@ -479,6 +483,32 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
             " SELECT q.*, hashtextextended({row}::text, 0) AS _h FROM ({query}) q ({c})"
         ).format(n=fresh, query=query, c=columns, row=row_of("q"))
     )
+    found = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(target)).fetchone()
+    if not (found and found[0]):  # the first refresh: everything is new
+        removed = 0
+        added = conn.execute(
+            sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {n}").format(
+                t=target, c=columns, n=fresh
+            )
+        ).rowcount
+    else:
+        removed, added = _apply_difference(conn, spec, target, fresh_name, old_name, row_of)
+    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(fresh)).fetchone()[0]  # type: ignore[index]
+    conn.execute(sql.SQL("DROP TABLE {}").format(fresh))
+    return RefreshCounts(spec.name, rows, added, removed, time.monotonic() - started)
+
+
+def _apply_difference(
+    conn: psycopg.Connection,
+    spec: TableSpec,
+    target: sql.Identifier,
+    fresh_name: str,
+    old_name: str,
+    row_of: Callable[[str], sql.Composable],
+) -> tuple[int, int]:
+    """Delete the target's rows missing from the new rows, insert the new ones; exact."""
+    fresh, old = sql.Identifier(fresh_name), sql.Identifier(old_name)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
     conn.execute(
         sql.SQL(
             "CREATE TEMP TABLE {o} ON COMMIT DROP AS"
@@ -507,9 +537,8 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
             same=same,
         )
     ).rowcount
-    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(fresh)).fetchone()[0]  # type: ignore[index]
-    conn.execute(sql.SQL("DROP TABLE {}, {}").format(fresh, old))
-    return RefreshCounts(spec.name, rows, added, removed, time.monotonic() - started)
+    conn.execute(sql.SQL("DROP TABLE {}").format(old))
+    return removed, added
 
 
 def refresh_tables(
