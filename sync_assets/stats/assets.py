@@ -38,7 +38,7 @@ def refresh(db: StatsDatabase, spec: TableSpec) -> tuple[computations.RefreshCou
     app = db.app_schema_name()
     with db.connect() as conn:
         with conn.transaction():
-            used = computations.prepare_club_results(conn, app)
+            used = computations.prepare_club_results(conn, app, sequence=spec.needs_sequence)
             total = conn.execute(
                 sql.SQL("SELECT count(*) FROM {}.player_matches").format(sql.Identifier(app))
             ).fetchone()[0]  # type: ignore[index]

@@ -46,6 +46,8 @@ HAVING bool_or(pm.goals IS NULL OR pm.goals < 0 OR pm.team IS NULL OR pm.team NO
 """
 
 DUPLICATE_PLAYERS = "OR count(*) <> count(DISTINCT pm.player_id)"
+# A player's position in his own history; a sort of every row, so only when a table needs it.
+SEQUENCE = "row_number() OVER (PARTITION BY player_id ORDER BY match_date, match_id)"
 
 CLUB_RESULTS = """
 CREATE TEMP TABLE club_results ON COMMIT DROP AS
@@ -62,7 +64,7 @@ rows AS (
 SELECT rows.*,
        CASE sign(goals_for - goals_against) WHEN 1 THEN 'W' WHEN 0 THEN 'D' ELSE 'L' END AS result,
        CASE sign(goals_for - goals_against) WHEN 1 THEN 3 WHEN 0 THEN 1 ELSE 0 END AS points,
-       row_number() OVER (PARTITION BY player_id ORDER BY match_date, match_id) AS seq
+       {seq} AS seq
   FROM rows
 """
 
@@ -106,6 +108,11 @@ class TableSpec:
     description: str
     columns: tuple[str, ...]
     query: str
+
+    @property
+    def needs_sequence(self) -> bool:
+        """Whether the query reads `club_results.seq` (directly or through the streaks)."""
+        return "seq" in self.query or "_streaks}" in self.query
 
 
 TABLES: tuple[TableSpec, ...] = (
@@ -425,7 +432,9 @@ def has_match_player_key(conn: psycopg.Connection, app_schema: str) -> bool:
     return bool(row and row[0])
 
 
-def prepare_club_results(conn: psycopg.Connection, app_schema: str) -> int:
+def prepare_club_results(
+    conn: psycopg.Connection, app_schema: str, *, sequence: bool = True
+) -> int:
     """Gather the valid results into the temp table `club_results`; return its row count."""
     check_club_tables(conn, app_schema)
     # Sorts and hashes of a million rows stay in memory; JIT costs more than it saves here.
@@ -443,7 +452,8 @@ def prepare_club_results(conn: psycopg.Connection, app_schema: str) -> int:
     # (match_id, player_id); only without that key is the costlier distinct count needed.
     duplicates = sql.SQL("" if has_match_player_key(conn, app_schema) else DUPLICATE_PLAYERS)
     bad = sql.SQL(BAD_MATCHES).format(app=app, duplicates=duplicates)  # type: ignore[arg-type]
-    rows = conn.execute(sql.SQL(CLUB_RESULTS).format(bad=bad, app=app)).rowcount  # type: ignore[arg-type]
+    seq = sql.SQL(SEQUENCE if sequence else "NULL::bigint")
+    rows = conn.execute(sql.SQL(CLUB_RESULTS).format(bad=bad, app=app, seq=seq)).rowcount  # type: ignore[arg-type]
     conn.execute("ANALYZE club_results")
     return rows
 
@@ -546,5 +556,6 @@ def refresh_tables(
 ) -> list[RefreshCounts]:
     """Refresh several tables in one transaction (the benchmark's and the tests' fast path)."""
     with conn.transaction():
-        prepare_club_results(conn, app_schema)
+        specs = [TABLES_BY_NAME[name] for name in names]
+        prepare_club_results(conn, app_schema, sequence=any(s.needs_sequence for s in specs))
         return [replace_table(conn, TABLES_BY_NAME[name], app_schema) for name in names]

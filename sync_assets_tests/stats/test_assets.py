@@ -40,6 +40,10 @@ def test_all_eleven_then_each_cache_tag_exactly_once(club, database_url: str) ->
     assert all(e.passed for e in check_results(result).values())
     assert query(database_url, "SELECT count(*) FROM match_report") == [(6,)]
 
+    # One asset per transaction gives exactly what one transaction for all (test_tables) gives.
+    from sync_assets_tests.stats.test_tables import refresh_all
+
+    assert not any(c.written for c in refresh_all(database_url).values())
     again = dg.materialize(STATS_ASSETS, resources=resources())
     assert not any(metadata_of(again, name)["rewritten"] for name in BY_NAME)  # converged
     assert sorted(provider(club).revalidated) == sorted(ALL_TAGS * 2)
