@@ -6,8 +6,10 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import dagster as dg
+import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.remote_origin import (
     InProcessCodeLocationOrigin,
@@ -17,11 +19,34 @@ from dagster._core.remote_origin import (
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.monitoring.run_monitoring import check_run_timeout
 
+from sync_assets.core import embedded
 from sync_assets.torn import defs
 from sync_assets.torn.assets import FAILED_SHARE_CHECK
+from sync_assets_tests.conftest import create_database
 from sync_assets_tests.torn.conftest import configure, failure_text, query, seed
 
 TICK = dt.datetime(2026, 1, 2, 5, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def shared_instance(
+    server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dg.DagsterInstance]:
+    """One Postgres-backed Dagster instance for the module (creating one costs seconds)."""
+    url = embedded.sqlalchemy_url(create_database(server_url, "dagster"))
+    with dg.instance_for_test(
+        overrides={"storage": {"postgres": {"postgres_url": url}}},
+        temp_dir=str(tmp_path_factory.mktemp("torn_schedule")),
+    ) as shared:
+        yield shared
+
+
+@pytest.fixture
+def instance(shared_instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """The shared instance with no runs left from an earlier test."""
+    for run in shared_instance.get_runs():
+        shared_instance.delete_run(run.run_id)
+    return shared_instance
 
 
 def _tick(instance: dg.DagsterInstance | None = None) -> dg.RunRequest | dg.SkipReason:
@@ -58,16 +83,16 @@ def test_asset_job_schedule_and_resources_are_named_and_tagged() -> None:
     assert defs.resources["torn_api"].read_timeout == 10.0
 
 
-def test_a_tick_requests_a_run_with_the_configured_max_runtime(pg_instance, monkeypatch) -> None:
+def test_a_tick_requests_a_run_with_the_configured_max_runtime(instance, monkeypatch) -> None:
     monkeypatch.delenv("USER_SYNC_MAX_RUNTIME_SECONDS", raising=False)
-    request = _tick(pg_instance)
+    request = _tick(instance)
     assert isinstance(request, dg.RunRequest)
     assert request.tags["dagster/max_runtime"] == "600"
     monkeypatch.setenv("USER_SYNC_MAX_RUNTIME_SECONDS", "120")
-    assert _tick(pg_instance).tags["dagster/max_runtime"] == "120"
+    assert _tick(instance).tags["dagster/max_runtime"] == "120"
 
 
-def test_a_tick_while_a_sync_runs_is_skipped(torn, database_url, pg_instance) -> None:
+def test_a_tick_while_a_sync_runs_is_skipped(torn, database_url, instance) -> None:
     seed(database_url, range(8))
     configure(torn, latency=0.4)
     job = defs.resolve_job_def("user_sync_job")
@@ -75,7 +100,7 @@ def test_a_tick_while_a_sync_runs_is_skipped(torn, database_url, pg_instance) ->
     run_config = {"ops": {"user_data": {"config": {"concurrency": 2}}}}
 
     def run() -> None:
-        result = job.execute_in_process(instance=pg_instance, run_config=run_config)
+        result = job.execute_in_process(instance=instance, run_config=run_config)
         outcome["success"] = result.success
 
     thread = threading.Thread(target=run)
@@ -83,54 +108,52 @@ def test_a_tick_while_a_sync_runs_is_skipped(torn, database_url, pg_instance) ->
     deadline = time.monotonic() + 30
     running: list[dg.DagsterRun] = []
     while not running and time.monotonic() < deadline:
-        running = pg_instance.get_runs(
+        running = instance.get_runs(
             filters=dg.RunsFilter(job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED])
         )
         time.sleep(0.05)
     assert running, "the sync never started"
-    skipped = _tick(pg_instance)
+    skipped = _tick(instance)
     thread.join(timeout=60)
     assert outcome == {"success": True}
     assert isinstance(skipped, dg.SkipReason)
     assert f"user_sync_job run {running[0].run_id} is still STARTED" in skipped.skip_message
     assert "syncs never overlap" in skipped.skip_message
     # The sync is over: the next tick runs.
-    assert isinstance(_tick(pg_instance), dg.RunRequest)
+    assert isinstance(_tick(instance), dg.RunRequest)
 
 
-def test_a_queued_sync_also_skips_the_tick(pg_instance) -> None:
+def test_a_queued_sync_also_skips_the_tick(instance) -> None:
     job = defs.resolve_job_def("user_sync_job")
-    run = pg_instance.create_run_for_job(job, remote_job_origin=_origin(job.name))
-    pg_instance.report_dagster_event(
+    run = instance.create_run_for_job(job, remote_job_origin=_origin(job.name))
+    instance.report_dagster_event(
         DagsterEvent(DagsterEventType.RUN_ENQUEUED.value, job_name=job.name), run.run_id
     )
-    assert pg_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.QUEUED
-    skipped = _tick(pg_instance)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.QUEUED
+    skipped = _tick(instance)
     assert isinstance(skipped, dg.SkipReason) and "is still QUEUED" in skipped.skip_message
     assert run.run_id in skipped.skip_message
 
 
-def test_a_hung_sync_is_ended_by_its_max_runtime(pg_instance, monkeypatch) -> None:
+def test_a_hung_sync_is_ended_by_its_max_runtime(instance, monkeypatch) -> None:
     """Run monitoring (enabled in dagster.yaml) ends a run past `dagster/max_runtime`."""
     monkeypatch.setenv("USER_SYNC_MAX_RUNTIME_SECONDS", "1")
-    request = _tick(pg_instance)
+    request = _tick(instance)
     job = defs.resolve_job_def("user_sync_job")
-    run = pg_instance.create_run_for_job(job, tags={**job.tags, **request.tags})
-    pg_instance.report_dagster_event(
+    run = instance.create_run_for_job(job, tags={**job.tags, **request.tags})
+    instance.report_dagster_event(
         DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run.run_id
     )
-    assert isinstance(_tick(pg_instance), dg.SkipReason)  # the hung run blocks the schedule
+    assert isinstance(_tick(instance), dg.SkipReason)  # the hung run blocks the schedule
     time.sleep(1.2)
-    record = pg_instance.get_run_record_by_id(run.run_id)
-    check_run_timeout(pg_instance, record, logging.getLogger("test"), 600.0)
-    ended = pg_instance.get_run_by_id(run.run_id)
+    record = instance.get_run_record_by_id(run.run_id)
+    check_run_timeout(instance, record, logging.getLogger("test"), 600.0)
+    ended = instance.get_run_by_id(run.run_id)
     assert ended.status == dg.DagsterRunStatus.FAILURE
-    assert isinstance(_tick(pg_instance), dg.RunRequest)  # and the next hour syncs again
+    assert isinstance(_tick(instance), dg.RunRequest)  # and the next hour syncs again
 
 
-def test_a_canceled_sync_stops_and_keeps_the_users_it_fetched(
-    torn, database_url, pg_instance
-) -> None:
+def test_a_canceled_sync_stops_and_keeps_the_users_it_fetched(torn, database_url, instance) -> None:
     seed(database_url, range(40))
     configure(torn, latency=0.25)
     job = defs.resolve_job_def("user_sync_job")
@@ -139,9 +162,7 @@ def test_a_canceled_sync_stops_and_keeps_the_users_it_fetched(
 
     def run() -> None:
         results.append(
-            job.execute_in_process(
-                instance=pg_instance, run_config=run_config, raise_on_error=False
-            )
+            job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
         )
 
     thread = threading.Thread(target=run)
@@ -149,13 +170,13 @@ def test_a_canceled_sync_stops_and_keeps_the_users_it_fetched(
     deadline = time.monotonic() + 30
     running: list[dg.DagsterRun] = []
     while not running and time.monotonic() < deadline:
-        running = pg_instance.get_runs(
+        running = instance.get_runs(
             filters=dg.RunsFilter(job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED])
         )
         time.sleep(0.05)
     assert running, "the sync never started"
     time.sleep(0.5)
-    pg_instance.report_run_canceling(running[0], message="canceled from the test")
+    instance.report_run_canceling(running[0], message="canceled from the test")
     thread.join(timeout=60)
     [result] = results
     assert not result.success

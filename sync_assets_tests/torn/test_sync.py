@@ -1,22 +1,18 @@
-"""The user_data asset against the Torn stand-in: profiles, error codes, timeouts, convergence."""
+"""The user_data asset against the Torn stand-in: profiles, convergence, the request cap."""
 
 from __future__ import annotations
 
 import time
 
-import dagster as dg
 import psycopg
-import pytest
 
 from sync_assets.sandbox import torn as sandbox
-from sync_assets.torn.client import KEY_ERRORS, RETRYABLE_ERRORS
 from sync_assets_tests.torn.conftest import (
     check,
     configure,
     failure_text,
     metadata,
     query,
-    quick_api,
     seed,
     sync,
 )
@@ -56,97 +52,6 @@ def test_every_user_is_upserted_with_the_right_columns(torn, database_url) -> No
         sandbox.api_key_at(i) for i in range(12)
     )
     assert {c["query"]["selections"] for c in calls} == {"basic"}
-
-
-def _calls_per_user(torn) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for call in torn.recorded(sandbox.PREFIX):
-        index = sandbox.index_of_key(call["query"].get("key", ""))
-        counts[index] = counts.get(index, 0) + 1
-    return counts
-
-
-@pytest.mark.parametrize("code", [2, 10, 13, 16, 18])
-def test_an_unusable_key_fails_its_user_without_retrying(torn, database_url, code) -> None:
-    seed(database_url, range(5))
-    configure(torn, behaviours={"2": f"error:{code}"})
-    meta = metadata(sync())
-    reason = KEY_ERRORS[code]
-    assert (meta["users_succeeded"], meta["users_failed"]) == (4, 1)
-    assert meta["failed_by_reason"] == {reason: 1}
-    assert meta["failed_users"][reason]["user_ids"] == [sandbox.user_id_at(2)]
-    assert meta["failed_users"][reason]["example"].startswith(f"Torn error {code} (")
-    assert _calls_per_user(torn)[2] == 1 and meta["error_code_retries"] == 0
-
-
-@pytest.mark.parametrize("code", [5, 8, 9, 15, 17])
-def test_a_busy_api_is_retried_then_fails_only_that_user(torn, database_url, code) -> None:
-    seed(database_url, range(5))
-    # User 1 recovers after two refusals; user 3 is refused every time.
-    configure(torn, behaviours={"1": f"error:{code}:2", "3": f"error:{code}"})
-    meta = metadata(sync())
-    reason = RETRYABLE_ERRORS[code]
-    assert (meta["users_succeeded"], meta["users_failed"]) == (4, 1)
-    assert meta["failed_by_reason"] == {reason: 1}
-    assert "after 2 retries" in meta["failed_users"][reason]["example"]
-    calls = _calls_per_user(torn)
-    assert (calls[1], calls[3], calls[0]) == (3, 3, 1)  # QUICK_API: error_retries=2
-    assert meta["error_code_retries"] == 4
-    stored = {r[0] for r in query(database_url, "SELECT user_id FROM user_data")}
-    assert sandbox.user_id_at(1) in stored and sandbox.user_id_at(3) not in stored
-
-
-def test_other_errors_bad_bodies_and_http_errors_fail_their_users(torn, database_url) -> None:
-    seed(database_url, range(8))
-    configure(
-        torn,
-        behaviours={"1": "error:14", "2": "malformed", "3": "invalid", "4": "http:502"},
-    )
-    result = sync()
-    meta = metadata(result)
-    assert meta["failed_by_reason"] == {
-        "daily_read_limit": 1,
-        "malformed_response": 1,
-        "invalid_profile": 1,
-        "http_error": 1,
-    }
-    assert meta["users_succeeded"] == 4
-    assert "player_id" in meta["failed_users"]["invalid_profile"]["example"]
-    assert meta["failed_users"]["http_error"]["example"] == "HTTP 502 after 1 retries"
-    calls = _calls_per_user(torn)
-    assert (calls[1], calls[2], calls[4]) == (1, 1, 2)  # HTTP 5xx: the client's one retry
-    assert meta["retries"] == 1
-    # 4 of 8 failed: above the 10% warning threshold, below "all failed".
-    evaluation = check(result)
-    assert result.success and not evaluation.passed
-    assert evaluation.severity == dg.AssetCheckSeverity.WARN
-    assert evaluation.metadata["failed_share"].value == 0.5
-
-
-def test_a_timeout_fails_that_user_and_a_slow_user_blocks_no_one(torn, database_url) -> None:
-    seed(database_url, range(30))
-    configure(torn, slow_seconds=1.5, behaviours={"4": "slow", "9": "slow"})
-    api = quick_api(read_timeout=0.5)
-    started = time.monotonic()
-    meta = metadata(sync({"concurrency": 4}, api=api))
-    elapsed = time.monotonic() - started
-    assert meta["failed_by_reason"] == {"timeout": 2}
-    assert meta["failed_users"]["timeout"]["example"] == "no answer within 0.5 s (after 1 retries)"
-    assert meta["users_succeeded"] == 28
-    assert meta["retries"] == 2  # each read timeout was retried once
-    # Two users hung 1 s each (two attempts); the other 28 went on in the other slots.
-    assert elapsed < 6
-
-    # A slow user within the timeout succeeds; the fast ones finish long before it.
-    configure(torn, slow_seconds=1.0, behaviours={"4": "ok", "9": "slow"})
-    with torn._requests_lock:
-        torn.requests.clear()
-    relaxed = quick_api(read_timeout=3.0)
-    meta = metadata(sync({"concurrency": 4}, api=relaxed))
-    assert (meta["users_succeeded"], meta["users_failed"]) == (30, 0)
-    answered = {sandbox.index_of_key(c["query"]["key"]): c["at"] for c in torn.recorded()}
-    # (user 4's answers from the first run may still arrive: the server logs after sleeping)
-    assert max(t for i, t in answered.items() if i not in (4, 9)) < answered[9]
 
 
 def test_a_rerun_converges_and_a_change_updates_one_row(torn, database_url) -> None:
