@@ -114,15 +114,16 @@ def plain_copy(source: Path, target: Path) -> float:
 
 def mapped_sync() -> dict:
     repo = Path(__file__).resolve().parents[1]
-    output = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", WORKER],
         cwd=repo,
         env=os.environ.copy(),
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    )
+    if done.returncode:
+        raise SystemExit(f"the sync failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def pandas_rows_per_second(source: Path) -> float:

@@ -226,7 +226,7 @@ def _mark(db: PostgresResource, request_id: int | None, status: str, **fields: A
     partitions_def=stream_models,
     group_name="streams",
     kinds={"duckdb", "parquet"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL),
 )
 def stream_parquet(
     context: dg.AssetExecutionContext,

@@ -2,9 +2,9 @@
 
 DuckDB reads the source (CSV, NDJSON, a JSON array or Parquet) in vectors, casts every mapped
 field to its type, adds `$_ref` and writes zstd Parquet, spilling to disk when it needs to, so
-memory stays flat however large the source is. A row whose value does not cast is not written:
-the same pass routes it to a separate `rejected` file (PARTITION BY on a flag), which gives the
-rejected count without reading the source twice.
+memory stays flat however large the source is. A row whose value does not cast is not written;
+a second scan that only counts records (no casts) gives the rejected count, and up to five
+rejected rows are sampled when there are any.
 
 `$_ref` (algorithm `md5-v1`) is the lowercase hex MD5 of the UTF-8 text made by joining, in
 `ref_fields` order, each ref field's canonical text with U+001F; a NULL is U+001E. Canonical
@@ -20,7 +20,6 @@ import csv
 import datetime as dt
 import hashlib
 import io
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -66,7 +65,6 @@ TIME_TYPES = {
 SAMPLE_SIZE = 5
 # zstd level 1: most of level 3's ratio at a fraction of its CPU (`$_ref` does not compress).
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
-FLAG = "__sync_assets_rejected"
 NULL_MARK, SEPARATOR = "\x1e", "\x1f"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -426,6 +424,12 @@ def _copy(
     staging: Path,
     output: Path,
 ) -> tuple[int, int]:
+    """Write the rows that cast to `output`; return (written, rejected).
+
+    One streaming COPY writes the valid rows (DuckDB's parallel Parquet writer keeps memory
+    bounded); the rejected count is the source's row count, from a second scan that only
+    splits records (no casts), minus the rows written.
+    """
     position = {m.target: i for i, m in enumerate(model.mappings)}
     typed_cols = ", ".join(
         f"{source.typed[m.target]} AS t{i}" for i, m in enumerate(model.mappings)
@@ -442,31 +446,11 @@ def _copy(
     )
     outputs = [f"t{i} AS {ident(m.target)}" for i, m in enumerate(model.mappings)]
     outputs.append(f"{ref_sql(model, lambda m: f't{position[m.target]}')} AS {ident(REF_COLUMN)}")
-    outputs.append(f"CAST({checks or 'false'} AS INTEGER) AS {FLAG}")
-    query = f"SELECT {', '.join(outputs)} FROM ({inner})"  # noqa: S608
-    parts = staging / "parts"
-    con.execute(
-        f"COPY ({query}) TO {literal(str(parts))}"
-        f" ({PARQUET_OPTIONS}, PARTITION_BY ({FLAG}), OVERWRITE_OR_IGNORE)",
-        source.params,
-    )
-    valid_files = sorted((parts / f"{FLAG}=0").glob("*.parquet"))
-    rejected_files = sorted((parts / f"{FLAG}=1").glob("*.parquet"))
-    rejected = sum(pq.ParquetFile(f).metadata.num_rows for f in rejected_files)
-    for stale in rejected_files:
-        stale.unlink()
-    if not valid_files:
-        _empty_output(con, model, output)
-        return 0, rejected
-    if len(valid_files) == 1:
-        os.replace(valid_files[0], output)
-    else:  # DuckDB split the partition: merge the parts, still streaming
-        listing = "[" + ", ".join(literal(str(f)) for f in valid_files) + "]"
-        con.execute(
-            f"COPY (SELECT * FROM read_parquet({listing})) TO {literal(str(output))}"  # noqa: S608
-            f" ({PARQUET_OPTIONS})"
-        )
+    query = f"SELECT {', '.join(outputs)} FROM ({inner}) WHERE NOT ({checks or 'false'})"  # noqa: S608
+    con.execute(f"COPY ({query}) TO {literal(str(output))} ({PARQUET_OPTIONS})", source.params)
     written = pq.ParquetFile(output).metadata.num_rows
+    total = con.execute(f"SELECT count(*) FROM {source.reader}", source.params).fetchone()  # noqa: S608
+    rejected = int(total[0]) - written if total else 0
     return written, rejected
 
 
