@@ -14,7 +14,8 @@ profile); `slow` (`slow_seconds`, then the profile); `http:S` (HTTP status S); `
 (a truncated body); `invalid` (a profile without `player_id`). By default every 40th user's key
 is incorrect (code 2) and every 50th is paused (code 18), so the demo shows failures;
 `configure({"reset": True, "default_failures": False})` makes every user succeed.
-`latency` delays every answer; `levels` (`{"3": 42}`) changes a player's level.
+`latency` delays every answer; `levels` (`{"3": 42}`) changes a player's level; `answers`
+(`{"3": <a whole body>}`) replays a recorded answer verbatim for that user.
 
 `seed_app_tables(scale)` fills the app's `user_keys` (in the torn schema) with every user's key
 encrypted the Node app's way under the demo `ENCRYPTION_KEY` that `environment()` sets; every
@@ -118,6 +119,7 @@ class TornProvider(Provider):
     def reset(self) -> None:
         self.behaviours: dict[int, str] = {}
         self.levels: dict[int, int] = {}
+        self.answers: dict[int, Any] = {}
         self.default_failures = True
         self.latency = 0.0
         self.slow_seconds = 2.0
@@ -128,6 +130,8 @@ class TornProvider(Provider):
         with self.lock:
             if settings.get("reset"):
                 self.reset()
+            if "answers" in settings:
+                self.answers.update({int(k): v for k, v in settings["answers"].items()})
             if "levels" in settings:
                 self.levels.update({int(k): int(v) for k, v in settings["levels"].items()})
             if "behaviours" in settings:
@@ -175,6 +179,8 @@ class TornProvider(Provider):
             if len(window) >= PER_KEY_LIMIT:
                 return Response.json(error_body(5))
             window.append(now)
+        if index in self.answers:
+            return Response.json(self.answers[index])
         kind, _, rest = behaviour.partition(":")
         if kind == "error":
             code, _, times = rest.partition(":")
