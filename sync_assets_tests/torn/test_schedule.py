@@ -94,7 +94,7 @@ def test_a_tick_requests_a_run_with_the_configured_max_runtime(instance, monkeyp
 
 def test_a_tick_while_a_sync_runs_is_skipped(torn, database_url, instance) -> None:
     seed(database_url, range(8))
-    configure(torn, latency=0.4)
+    configure(torn, latency=0.25)
     job = defs.resolve_job_def("user_sync_job")
     outcome: dict[str, bool] = {}
     run_config = {"ops": {"user_data": {"config": {"concurrency": 2}}}}
@@ -141,11 +141,13 @@ def test_a_hung_sync_is_ended_by_its_max_runtime(instance, monkeypatch) -> None:
     request = _tick(instance)
     job = defs.resolve_job_def("user_sync_job")
     run = instance.create_run_for_job(job, tags={**job.tags, **request.tags})
+    # The run started 5 s ago and hangs.
     instance.report_dagster_event(
-        DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run.run_id
+        DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name),
+        run.run_id,
+        timestamp=time.time() - 5,
     )
     assert isinstance(_tick(instance), dg.SkipReason)  # the hung run blocks the schedule
-    time.sleep(1.2)
     record = instance.get_run_record_by_id(run.run_id)
     check_run_timeout(instance, record, logging.getLogger("test"), 600.0)
     ended = instance.get_run_by_id(run.run_id)
