@@ -16,7 +16,6 @@ not exist are left out. The club-table asset checks (`checks.py`) report the sam
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -108,6 +107,7 @@ class TableSpec:
     description: str
     columns: tuple[str, ...]
     query: str
+    key: tuple[str, ...] = ()  # the table's primary key; () compares whole rows
 
     @property
     def needs_sequence(self) -> bool:
@@ -125,6 +125,7 @@ TABLES: tuple[TableSpec, ...] = (
         """SELECT r.season_id, r.player_id, {record_counts}
               FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
              GROUP BY r.season_id, r.player_id""",
+        key=("season_id", "player_id"),
     ),
     TableSpec(
         "half_season_stats",
@@ -138,6 +139,7 @@ TABLES: tuple[TableSpec, ...] = (
                    r.player_id, {record_counts}
               FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
              GROUP BY 1, 2, 3""",
+        key=("season_id", "half", "player_id"),
     ),
     TableSpec(
         "all_time_stats",
@@ -148,6 +150,7 @@ TABLES: tuple[TableSpec, ...] = (
         """SELECT r.player_id, {record_counts},
                    (count(*) FILTER (WHERE r.result = 'W'))::double precision / count(*)
               FROM club_results r GROUP BY r.player_id""",
+        key=("player_id",),
     ),
     TableSpec(
         "hall_of_fame",
@@ -172,6 +175,7 @@ TABLES: tuple[TableSpec, ...] = (
                        player_id, value FROM c
             )
             SELECT category, rank, player_id, value FROM ranked WHERE rank <= 3""",
+        key=("category", "player_id"),
     ),
     TableSpec(
         "recent_performance",
@@ -185,6 +189,7 @@ TABLES: tuple[TableSpec, ...] = (
              JOIN (SELECT player_id, max(seq) AS games FROM club_results GROUP BY player_id) l
                ON l.player_id = r.player_id AND r.seq > l.games - 5
             GROUP BY r.player_id""",
+        key=("player_id",),
     ),
     TableSpec(
         "season_honours_and_records",
@@ -263,6 +268,7 @@ TABLES: tuple[TableSpec, ...] = (
                            FILTER (WHERE r.goals > 0), '[]'::jsonb)
              FROM club_results r JOIN {app}.players p ON p.player_id = r.player_id
             GROUP BY r.match_id, r.match_date, r.season_id""",
+        key=("match_id",),
     ),
     TableSpec(
         "personal_bests",
@@ -293,6 +299,7 @@ TABLES: tuple[TableSpec, ...] = (
               LEFT JOIN wins w ON w.player_id = c.player_id
               LEFT JOIN unbeaten u ON u.player_id = c.player_id
               LEFT JOIN seasons s ON s.player_id = c.player_id""",
+        key=("player_id",),
     ),
     TableSpec(
         "player_profile_stats",
@@ -341,6 +348,7 @@ TABLES: tuple[TableSpec, ...] = (
               LEFT JOIN career c ON c.player_id = p.player_id
               LEFT JOIN streak st ON st.player_id = p.player_id
               LEFT JOIN elo e ON e.player_id = p.player_id""",
+        key=("player_id",),
     ),
     TableSpec(
         "season_race_data",
@@ -352,6 +360,7 @@ TABLES: tuple[TableSpec, ...] = (
                   (sum(r.points) OVER (PARTITION BY r.season_id, r.player_id ORDER BY r.seq
                                        ROWS UNBOUNDED PRECEDING))::integer
              FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id""",
+        key=("season_id", "player_id", "match_id"),
     ),
     TableSpec(
         "power_ratings",
@@ -360,6 +369,7 @@ TABLES: tuple[TableSpec, ...] = (
         "Each player's Elo rating (K = 20, start 1000) over every valid match in order.",
         ("player_id", "rating", "matches_rated"),
         "SELECT player_id, rating, matches_rated FROM club_elo",
+        key=("player_id",),
     ),
 )
 
@@ -473,81 +483,66 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
     # One writer per table at a time (a UI run and a queue run, or two deployments); readers
     # are not blocked by this lock mode.
     conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
-    fresh_name, old_name = f"_new_{spec.name}", f"_old_{spec.name}"
-    fresh = sql.Identifier(fresh_name)
-    names = [sql.Identifier(c) for c in spec.columns]
-    columns = sql.SQL(", ").join(names)
+    fresh = sql.Identifier(f"_new_{spec.name}")
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
     query = sql.SQL(spec.query).format(**fragments(app_schema))  # type: ignore[arg-type]
 
-    def row_of(alias: str) -> sql.Composable:
-        return sql.SQL("ROW({})").format(
-            sql.SQL(", ").join(sql.Identifier(alias, c) for c in spec.columns)
-        )
-
-    # The new rows and the current ones, each with a hash of the whole row. Rows matched by
-    # hash and equal column by column stay; the others are deleted or inserted. Each table's
-    # rows are unique, so this difference is exact.
     conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE {n} ON COMMIT DROP AS"
-            " SELECT q.*, hashtextextended({row}::text, 0) AS _h FROM ({query}) q ({c})"
-        ).format(n=fresh, query=query, c=columns, row=row_of("q"))
+        sql.SQL("CREATE TEMP TABLE {n} ON COMMIT DROP AS SELECT * FROM ({query}) q ({c})").format(
+            n=fresh, query=query, c=columns
+        )
     )
-    found = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(target)).fetchone()
-    if not (found and found[0]):  # the first refresh: everything is new
-        removed = 0
-        added = conn.execute(
-            sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {n}").format(
-                t=target, c=columns, n=fresh
-            )
-        ).rowcount
-    else:
-        removed, added = _apply_difference(conn, spec, target, fresh_name, old_name, row_of)
+    removed, added = _apply_difference(conn, spec, target, fresh)
     rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(fresh)).fetchone()[0]  # type: ignore[index]
     conn.execute(sql.SQL("DROP TABLE {}").format(fresh))
     return RefreshCounts(spec.name, rows, added, removed, time.monotonic() - started)
 
 
 def _apply_difference(
-    conn: psycopg.Connection,
-    spec: TableSpec,
-    target: sql.Identifier,
-    fresh_name: str,
-    old_name: str,
-    row_of: Callable[[str], sql.Composable],
+    conn: psycopg.Connection, spec: TableSpec, target: sql.Identifier, fresh: sql.Identifier
 ) -> tuple[int, int]:
-    """Delete the target's rows missing from the new rows, insert the new ones; exact."""
-    fresh, old = sql.Identifier(fresh_name), sql.Identifier(old_name)
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE {o} ON COMMIT DROP AS"
-            " SELECT t.ctid AS _tid, t.*, hashtextextended({row}::text, 0) AS _h FROM {t} t"
-        ).format(o=old, t=target, row=row_of("t"))
-    )
-    same = sql.SQL("{n}._h = {o}._h AND {nrow} IS NOT DISTINCT FROM {orow}").format(
-        n=fresh, o=old, nrow=row_of(fresh_name), orow=row_of(old_name)
-    )
+    """Make the target hold exactly the new rows: delete the rows that went or changed, then
+    insert the rows that are not there. Rows that did not change are not touched.
+
+    Rows are matched on the table's key (a hash join), then compared on the other columns;
+    a table without a key compares whole rows (only the small honours table).
+    """
+    key = spec.key or spec.columns
+    rest = [c for c in spec.columns if c not in spec.key] if spec.key else []
+
+    def on(left: str, right: str, names: list[str] | tuple[str, ...], op: str) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{} " + op + " {}").format(sql.Identifier(left, c), sql.Identifier(right, c))
+            for c in names
+        )
+
+    # Keys are never null, so `=` (hashable); whole rows may hold nulls, so IS NOT DISTINCT.
+    key_op = "=" if spec.key else "IS NOT DISTINCT FROM"
+    unchanged = on("n", "t", key, key_op)
+    if rest:
+        unchanged = sql.SQL("{} AND ROW({}) IS NOT DISTINCT FROM ROW({})").format(
+            unchanged,
+            sql.SQL(", ").join(sql.Identifier("n", c) for c in rest),
+            sql.SQL(", ").join(sql.Identifier("t", c) for c in rest),
+        )
     removed = conn.execute(
-        sql.SQL(
-            "DELETE FROM {t} USING (SELECT _tid FROM {o}"
-            " WHERE NOT EXISTS (SELECT 1 FROM {n} WHERE {same})) gone WHERE {t}.ctid = gone._tid"
-        ).format(t=target, o=old, n=fresh, same=same)
+        sql.SQL("DELETE FROM {t} t WHERE NOT EXISTS (SELECT 1 FROM {n} n WHERE {same})").format(
+            t=target, n=fresh, same=unchanged
+        )
     ).rowcount
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
     added = conn.execute(
         sql.SQL(
-            "INSERT INTO {t} ({c}) SELECT {nc} FROM {n}"
-            " WHERE NOT EXISTS (SELECT 1 FROM {o} WHERE {same})"
+            "INSERT INTO {t} ({c}) SELECT {nc} FROM {n} n"
+            " WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {present})"
         ).format(
             t=target,
             c=columns,
-            nc=sql.SQL(", ").join(sql.Identifier(fresh_name, c) for c in spec.columns),
+            nc=sql.SQL(", ").join(sql.Identifier("n", c) for c in spec.columns),
             n=fresh,
-            o=old,
-            same=same,
+            present=on("n", "t", key, key_op),
         )
     ).rowcount
-    conn.execute(sql.SQL("DROP TABLE {}").format(old))
     return removed, added
 
 
