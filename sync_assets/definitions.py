@@ -3,6 +3,7 @@
 import dagster as dg
 
 from sync_assets import football, operations, stats, steam, streams, torn
+from sync_assets.core.executor import in_process_by_default_executor
 from sync_assets.core.storage import ObjectStorageResource
 
 DOMAINS = (football, stats, steam, streams, torn)
@@ -11,9 +12,6 @@ all_syncs_job = dg.define_asset_job(
     "all_syncs_job",
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups("streams"),
     description="Every synced asset of every domain (the partitioned stream_parquet aside).",
-    # The syncs are I/O bound (HTTP, SQL): steps in the run's own process start in
-    # milliseconds where a process per step costs seconds of imports each.
-    executor_def=dg.in_process_executor,
 )
 
 defs = dg.Definitions.merge(
@@ -22,5 +20,6 @@ defs = dg.Definitions.merge(
     dg.Definitions(
         jobs=[all_syncs_job],
         resources={"object_storage": ObjectStorageResource()},
+        executor=in_process_by_default_executor,
     ),
 )

@@ -13,7 +13,4 @@ stats_refresh_job = dg.define_asset_job(
     | dg.AssetSelection.checks_for_assets(*CLUB_KEYS),
     description="Recompute all eleven club stats tables (and check the club's tables).",
     tags={"sync_assets/domain": "stats"},
-    # Eleven SQL steps and a dozen checks: in one process they take seconds; a process per
-    # step would spend most of a queue row's latency importing the project.
-    executor_def=dg.in_process_executor,
 )

@@ -1,0 +1,43 @@
+"""The project's default executor runs steps in the run's process unless config asks otherwise."""
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+
+from sync_assets.core.executor import in_process_by_default_executor
+from sync_assets.definitions import defs
+
+
+@dg.op
+def first() -> int:
+    return 1
+
+
+@dg.op
+def second(value: int) -> int:
+    return value + 1
+
+
+@dg.job(executor_def=in_process_by_default_executor)
+def two_steps() -> None:
+    second(first())
+
+
+def step_workers(instance: dg.DagsterInstance, run_config: dict) -> int:
+    with dg.execute_job(
+        dg.reconstructable(two_steps), instance=instance, run_config=run_config
+    ) as result:
+        assert result.success
+        events = instance.all_logs(result.run_id, of_type=DagsterEventType.STEP_WORKER_STARTING)
+        return len(events)
+
+
+def test_steps_run_in_process_by_default_and_multiprocess_on_request(pg_instance):
+    assert step_workers(pg_instance, {}) == 0
+    multiprocess = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
+    assert step_workers(pg_instance, multiprocess) == 2
+
+
+def test_every_job_of_the_code_location_uses_it():
+    repository = defs.get_repository_def()
+    for job in repository.get_all_jobs():
+        assert job.executor_def.name == "in_process_by_default", job.name
