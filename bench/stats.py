@@ -43,6 +43,19 @@ def fresh_database(prefix: str) -> str:
     return server.replace("@/postgres?", f"@/{name}?", 1)
 
 
+def drop_database(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from sync_assets.core.embedded import embedded_database_url
+
+    name = url.split("@/", 1)[1].split("?", 1)[0]
+    with psycopg.connect(embedded_database_url("postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
 def seeded(scale: float) -> str:
     import psycopg
 
@@ -144,6 +157,7 @@ def compute(scale: float) -> None:
     add_match(url)
     parallel = refresh_parallel(url, names)
     report(f"{label} eleven tables, 2 connections", parallel, "s", parallel / target)
+    drop_database(url)
 
 
 def computations_db():
@@ -216,6 +230,8 @@ def daemon_latency(rows: int = 3) -> None:
                     raise RuntimeError(f"queue row ended {status(row_id)}")
     finally:
         app.stop()
+        drop_database(url)
+        drop_database(dagster_db)
     report("stats queue row -> completed (daemon, median)", statistics.median(latencies), "s")
     report("stats queue row -> completed (daemon, worst)", max(latencies), "s")
 
