@@ -120,7 +120,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
     ids integer[];
     ratings double precision[];
-    rated integer[];
     m record;
     i integer;
     mean_a double precision;
@@ -132,7 +131,6 @@ BEGIN
     SELECT coalesce(array_agg(d.player_id ORDER BY d.player_id), '{}')
       INTO ids FROM (SELECT DISTINCT r.player_id FROM club_results r) d;
     ratings := array_fill(1000::double precision, ARRAY[greatest(cardinality(ids), 1)]);
-    rated := array_fill(0, ARRAY[greatest(cardinality(ids), 1)]);
     FOR m IN
         WITH numbered AS (
             SELECT d.player_id, (row_number() OVER (ORDER BY d.player_id))::integer AS idx
@@ -156,17 +154,14 @@ BEGIN
         actual_a := CASE WHEN m.score_a > m.score_b THEN 1
                          WHEN m.score_a = m.score_b THEN 0.5 ELSE 0 END;
         delta_a := k * (actual_a - expected_a);
-        FOREACH i IN ARRAY m.side_a LOOP
-            ratings[i] := ratings[i] + delta_a;
-            rated[i] := rated[i] + 1;
-        END LOOP;
-        FOREACH i IN ARRAY m.side_b LOOP
-            ratings[i] := ratings[i] - delta_a;
-            rated[i] := rated[i] + 1;
-        END LOOP;
+        FOREACH i IN ARRAY m.side_a LOOP ratings[i] := ratings[i] + delta_a; END LOOP;
+        FOREACH i IN ARRAY m.side_b LOOP ratings[i] := ratings[i] - delta_a; END LOOP;
     END LOOP;
+    -- Every valid match rates all its players: matches_rated is the player's match count.
     RETURN QUERY
-        SELECT u.id, ratings[u.n], rated[u.n]
-          FROM unnest(ids) WITH ORDINALITY AS u(id, n);
+        SELECT u.id, ratings[u.n], c.games::integer
+          FROM unnest(ids) WITH ORDINALITY AS u(id, n)
+          JOIN (SELECT r.player_id, count(*) AS games FROM club_results r GROUP BY r.player_id) c
+            ON c.player_id = u.id;
 END;
 $$;
