@@ -7,7 +7,7 @@ threads, one `requests.Session`, no database) on the same 1,000 calls: that floo
 now, is the second limit. The old worker's one-at-a-time loop (decrypt, call, upsert, commit,
 next) is timed on a sample and extrapolated to 1,000 users (about 100 s). The sandbox runs in
 its own process.
-Run: `.venv/bin/python bench/torn.py` (about half a minute).
+Run: `.venv/bin/python bench/users.py` (about half a minute).
 """
 
 from __future__ import annotations
