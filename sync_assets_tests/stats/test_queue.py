@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 import psycopg
+import pytest
 from dagster import DagsterEventType
 
 from sync_assets.stats import defs as stats_defs
@@ -23,6 +25,13 @@ from sync_assets.stats.queue import (
 from sync_assets_tests.stats.conftest import stats_db
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A throwaway local instance (the first test uses the Postgres-backed one)."""
+    with dg.instance_for_test() as local:
+        yield local
 
 
 def enqueue(url: str, priority: int, minutes: int, job_type: str = "stats_update") -> str:
@@ -114,29 +123,29 @@ def test_each_row_gets_one_run_highest_priority_then_oldest(
 
 
 def test_rows_queued_while_a_run_is_in_flight_are_served_together(
-    club, database_url, pg_instance
+    club, database_url, instance
 ) -> None:
     first = enqueue(database_url, priority=1, minutes=0)
-    [request] = tick(pg_instance).run_requests
+    [request] = tick(instance).run_requests
     job = stats_defs.resolve_job_def("stats_refresh_job")
-    run = pg_instance.create_run_for_job(job_def=job, tags=request.tags)
-    pg_instance.report_dagster_event(
+    run = instance.create_run_for_job(job_def=job, tags=request.tags)
+    instance.report_dagster_event(
         dg.DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id
     )
-    write_back(pg_instance, run.run_id, stats_queue_started_sensor, DagsterEventType.RUN_START)
+    write_back(instance, run.run_id, stats_queue_started_sensor, DagsterEventType.RUN_START)
     started = row(database_url, first)
     assert started["status"] == "processing"
     assert started["results"]["dagster_run_id"] == run.run_id
 
     later = enqueue(database_url, priority=1, minutes=1)
     urgent = enqueue(database_url, priority=2, minutes=2)
-    assert isinstance(tick(pg_instance), dg.SkipReason)  # a queue run is in flight
+    assert isinstance(tick(instance), dg.SkipReason)  # a queue run is in flight
     assert row(database_url, later)["status"] == "queued"
 
     # The run dies and its failure sensor never ran: the queue sensor writes the row back,
     # then serves both waiting rows with one run, the urgent one first.
-    pg_instance.report_run_failed(pg_instance.get_run_by_id(run.run_id))
-    [together] = tick(pg_instance).run_requests
+    instance.report_run_failed(instance.get_run_by_id(run.run_id))
+    [together] = tick(instance).run_requests
     failed = row(database_url, first)
     assert failed["status"] == "failed" and failed["error_message"] == "run failure"
     assert together.tags[ROWS_TAG] == f"{urgent},{later}"
@@ -145,15 +154,15 @@ def test_rows_queued_while_a_run_is_in_flight_are_served_together(
 
 
 def test_a_failed_run_is_written_back_and_a_requeued_row_gets_a_new_run(
-    club, database_url, pg_instance, monkeypatch
+    club, database_url, instance, monkeypatch
 ) -> None:
     job_row = enqueue(database_url, priority=2, minutes=0)
-    [request] = tick(pg_instance).run_requests
+    [request] = tick(instance).run_requests
     with monkeypatch.context() as patch:
         patch.setenv("STATS_APP_SCHEMA", "nowhere")
-        result = run_for(pg_instance, request)
+        result = run_for(instance, request)
     assert not result.success
-    write_back(pg_instance, result.run_id, stats_queue_failure_sensor, DagsterEventType.RUN_FAILURE)
+    write_back(instance, result.run_id, stats_queue_failure_sensor, DagsterEventType.RUN_FAILURE)
     failed = row(database_url, job_row)
     assert failed["status"] == "failed" and failed["completed_at"] is not None
     assert failed["error_message"].startswith("power_ratings: ")
@@ -167,49 +176,49 @@ def test_a_failed_run_is_written_back_and_a_requeued_row_gets_a_new_run(
             " WHERE id = %s",
             (job_row,),
         )
-    [retry] = tick(pg_instance).run_requests
+    [retry] = tick(instance).run_requests
     assert retry.run_key != request.run_key
-    result = run_for(pg_instance, retry)
-    write_back(pg_instance, result.run_id, stats_queue_success_sensor, DagsterEventType.RUN_SUCCESS)
+    result = run_for(instance, retry)
+    write_back(instance, result.run_id, stats_queue_success_sensor, DagsterEventType.RUN_SUCCESS)
     done = row(database_url, job_row)
     assert (done["status"], done["retry_count"], done["error_message"]) == ("completed", 1, None)
     assert done["results"]["dagster_run_id"] == result.run_id
 
 
-def test_a_restarted_sensor_requests_no_second_run(club, database_url, pg_instance) -> None:
+def test_a_restarted_sensor_requests_no_second_run(club, database_url, instance) -> None:
     job_row = enqueue(database_url, priority=1, minutes=0)
-    first = tick(pg_instance)
+    first = tick(instance)
     [request] = first.run_requests
     # The daemon stops before it creates the run; the restarted sensor has no cursor. It asks
     # again under the same run key (which Dagster never runs twice) and claims nothing new.
-    [again] = tick(pg_instance, cursor=None).run_requests
+    [again] = tick(instance, cursor=None).run_requests
     assert (again.run_key, again.tags[ROWS_TAG]) == (request.run_key, job_row)
-    result = run_for(pg_instance, again)
+    result = run_for(instance, again)
     assert result.success
     # Restarted again after the run, before its success sensor: the row is written back and
     # no run is requested.
-    assert isinstance(tick(pg_instance, cursor=None), dg.SkipReason)
+    assert isinstance(tick(instance, cursor=None), dg.SkipReason)
     assert row(database_url, job_row)["status"] == "completed"
-    assert len(pg_instance.get_runs()) == 1
+    assert len(instance.get_runs()) == 1
 
 
-def test_without_the_queue_table_the_sensor_skips(database_url, pg_instance) -> None:
-    result = tick(pg_instance)
+def test_without_the_queue_table_the_sensor_skips(database_url, instance) -> None:
+    result = tick(instance)
     assert isinstance(result, dg.SkipReason)
     assert "no background_job_status table" in (result.skip_message or "")
 
 
-def test_a_run_the_instance_retried_is_judged_by_the_retry(club, database_url, pg_instance):
+def test_a_run_the_instance_retried_is_judged_by_the_retry(club, database_url, instance):
     """The worker of the first run died and the instance retried it (same tags): the first
     run's failure does not mark the row; the retry's success does."""
     job_row = enqueue(database_url, priority=1, minutes=0)
-    [request] = tick(pg_instance).run_requests
+    [request] = tick(instance).run_requests
     job = stats_defs.resolve_job_def("stats_refresh_job")
-    dead = pg_instance.create_run_for_job(job_def=job, tags=request.tags)
-    pg_instance.report_run_failed(dead)
-    retry = run_for(pg_instance, request)  # same claim tags, as the instance's retry has
-    write_back(pg_instance, dead.run_id, stats_queue_failure_sensor, DagsterEventType.RUN_FAILURE)
+    dead = instance.create_run_for_job(job_def=job, tags=request.tags)
+    instance.report_run_failed(dead)
+    retry = run_for(instance, request)  # same claim tags, as the instance's retry has
+    write_back(instance, dead.run_id, stats_queue_failure_sensor, DagsterEventType.RUN_FAILURE)
     assert row(database_url, job_row)["status"] == "processing"
-    write_back(pg_instance, retry.run_id, stats_queue_success_sensor, DagsterEventType.RUN_SUCCESS)
+    write_back(instance, retry.run_id, stats_queue_success_sensor, DagsterEventType.RUN_SUCCESS)
     done = row(database_url, job_row)
     assert (done["status"], done["results"]["dagster_run_id"]) == ("completed", retry.run_id)
