@@ -65,7 +65,9 @@ meta = sync_model(sys.argv[1], StreamSyncConfig(force=True), db, ObjectStorageRe
 seconds = time.monotonic() - started
 usage = resource.getrusage(resource.RUSAGE_SELF)
 cpu = usage.ru_utime + usage.ru_stime - cpu_started
-peak = usage.ru_maxrss / 1024
+# VmHWM: this process's own peak (ru_maxrss would include the parent's peak before exec).
+with open("/proc/self/status") as status:
+    peak = next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
 print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": peak, "rows": meta["rows_written"],
                   "transform_seconds": meta["seconds"]}))
 """
