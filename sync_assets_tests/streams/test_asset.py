@@ -124,7 +124,7 @@ def test_a_run_killed_mid_write_leaves_the_old_file_readable(streams, instance) 
     # A source big enough for the write to take a while on one thread.
     duckdb.execute(
         "COPY (SELECT i, md5(CAST(i AS VARCHAR)) || repeat('x', 40) AS s, i / 7 AS d"
-        " FROM range(400000) t(i)) TO $path (HEADER)",
+        " FROM range(250000) t(i)) TO $path (HEADER)",
         {"path": str(small)},
     )
     env = {**os.environ, "OBJECT_STORAGE_URL": str(streams.root)}
