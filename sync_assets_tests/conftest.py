@@ -29,6 +29,19 @@ def sync_assets_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     embedded.stop_embedded_server()
 
 
+@pytest.fixture(autouse=True)
+def forget_dagster_defs_state_storage() -> Iterator[None]:
+    """Dagster keeps the defs-state storage of the last instance a context entered in a context
+    variable. A schedule or sensor context built in a test and never closed leaves it pointing at
+    an instance that is gone, and every later definitions load in that worker fails with
+    "undefined DagsterInstance weakref". Each test starts without it."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+    yield
+    _current_storage.set(None)
+
+
 @pytest.fixture(scope="session")
 def server_url(sync_assets_home: Path) -> str:
     """libpq URL of the embedded server's maintenance database."""
