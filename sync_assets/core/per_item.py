@@ -267,7 +267,9 @@ def run_per_item[T](
     try:
         try:
             while True:
-                while not stopping.is_set() and not exhausted and len(in_flight) < concurrency:
+                # Twice `concurrency` submitted: the pool runs `concurrency` at once and the rest
+                # wait in its queue, so the workers keep fetching while this thread commits.
+                while not stopping.is_set() and not exhausted and len(in_flight) < 2 * concurrency:
                     item = next(iterator, _END)
                     if item is _END:
                         exhausted = True
