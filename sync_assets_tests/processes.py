@@ -53,9 +53,9 @@ def instance_environment(home: Path, dagster_database_url: str) -> dict[str, str
 class Processes:
     """Started processes with their output in files, stopped (SIGTERM, then SIGKILL) on exit."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, log_dir: Path, env: dict[str, str], inherit: bool = True) -> None:
         self.log_dir = log_dir
-        self.env = {**os.environ, **env}
+        self.env = {**os.environ, **env} if inherit else dict(env)
         self.started: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, executable: str, *args: str) -> subprocess.Popen:
@@ -95,8 +95,9 @@ class Processes:
 
 
 @contextmanager
-def running(log_dir: Path, env: dict[str, str]) -> Iterator[Processes]:
-    processes = Processes(log_dir, env)
+def running(log_dir: Path, env: dict[str, str], inherit: bool = True) -> Iterator[Processes]:
+    """Processes with this test's environment (`env` over the current one, or `env` alone)."""
+    processes = Processes(log_dir, env, inherit)
     try:
         yield processes
     finally:

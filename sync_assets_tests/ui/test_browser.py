@@ -97,8 +97,7 @@ def test_materialize_football_and_read_stats_in_the_browser(tmp_path: Path) -> N
     }
     env["SYNC_ASSETS_HOME"] = str(tmp_path / "home")
     try:
-        with running(tmp_path, {}) as processes:
-            processes.env = env
+        with running(tmp_path, env, inherit=False) as processes:
             processes.start("dev", "sync-assets", "dev", "--port", str(port), "--scale", "0.2")
             wait_for(lambda: webserver_up(web), 240, "the webserver", every=1)
             wait_for(lambda: location_loaded(web), 240, "the code location", every=1)
