@@ -22,6 +22,16 @@ from sync_assets_tests.processes import BIN, REPO, free_port, running, wait_for,
 
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# No network but loopback here: keep Chromium from dialling out (and being refused) at start.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 LOCATION_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { loadStatus
     locationOrLoadError { __typename } } } } }"""
@@ -104,9 +114,7 @@ def test_materialize_football_and_read_stats_in_the_browser(tmp_path: Path) -> N
             client = DagsterGraphQLClient("127.0.0.1", port_number=port)
 
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
-                )
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 dismiss_first_visit_popup(page)
 
