@@ -1,13 +1,28 @@
-"""Shared helpers for the benchmarks: result lines and peak memory."""
+"""Shared helpers for the benchmarks: result lines, peak memory, a sandbox in its own process,
+scratch databases on the embedded server."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import subprocess
 import sys
+import urllib.request
+import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SANDBOX = """
+import importlib, sys
+from sync_assets.sandbox.server import SandboxServer
+module = importlib.import_module("sync_assets.sandbox." + sys.argv[1])
+server = SandboxServer(module.providers(1.0))
+print(server.url, flush=True)
+server.serve_forever()
+"""
 
 
 def report(name: str, value: float, unit: str, ratio: float | None = None) -> None:
@@ -26,3 +41,37 @@ def bench_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["SYNC_ASSETS_HOME"] = str(home)
     return home
+
+
+def start_sandbox(module: str) -> tuple[subprocess.Popen, str]:
+    """Serve `sync_assets.sandbox.<module>` in its own process (so its threads do not compete
+    with the measured ones for the GIL); return the process and its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SANDBOX, module], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    return proc, proc.stdout.readline().strip()  # type: ignore[union-attr]
+
+
+def configure_sandbox(url: str, prefix: str, settings: dict, timeout: float = 60) -> None:
+    """POST `settings` to the sandbox provider mounted at `prefix`."""
+    request = urllib.request.Request(
+        f"{url}/_sandbox/config/{prefix.strip('/')}",
+        data=json.dumps(settings).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=timeout).read()
+
+
+def fresh_database(prefix: str) -> str:
+    """Create an empty database `<prefix>_<random>` on the embedded server; return its URL."""
+    import psycopg
+    from psycopg import sql
+
+    from sync_assets.core.embedded import embedded_database_url
+
+    server = embedded_database_url("postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return server.replace("@/postgres?", f"@/{name}?", 1)

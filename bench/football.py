@@ -17,61 +17,30 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from pathlib import Path
 
-from _common import bench_home, peak_rss_mb, report
+from _common import (
+    REPO,
+    bench_home,
+    configure_sandbox,
+    fresh_database,
+    peak_rss_mb,
+    report,
+    start_sandbox,
+)
 
 SIZES = (1_200, 12_000)
-
-SANDBOX = """
-from sync_assets.sandbox import football
-from sync_assets.sandbox.server import SandboxServer
-server = SandboxServer(football.providers(1.0))
-print(server.url, flush=True)
-server.serve_forever()
-"""
-
-
-def _repo() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
-def start_sandbox() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SANDBOX], stdout=subprocess.PIPE, text=True, cwd=_repo()
-    )
-    return proc, proc.stdout.readline().strip()  # type: ignore[union-attr]
 
 
 def prepare(url: str, leagues: int) -> None:
     """Set the number of leagues and have the sandbox build (and cache) both answers."""
     from sync_assets.sandbox import football
 
-    request = urllib.request.Request(
-        f"{url}/_sandbox/config/football",
-        data=json.dumps({"reset": True, "leagues": leagues}).encode(),
-        method="POST",
-    )
-    urllib.request.urlopen(request, timeout=60).read()
+    configure_sandbox(url, "football", {"reset": True, "leagues": leagues})
     for endpoint in ("countries", "leagues"):
         warm = urllib.request.Request(
             f"{url}/football/{endpoint}", headers={"x-apisports-key": football.DEMO_KEY}
         )
         urllib.request.urlopen(warm, timeout=120).read()
-
-
-def fresh_database() -> str:
-    import psycopg
-    from psycopg import sql
-
-    from sync_assets.core.embedded import embedded_database_url
-
-    server = embedded_database_url("postgres")
-    name = f"bench_football_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server.replace("@/postgres?", f"@/{name}?", 1)
 
 
 FOREIGN_KEYS = {
@@ -131,7 +100,7 @@ def one(leagues: int, sandbox_url: str) -> None:
     from sync_assets.sandbox import football
 
     bench_home()
-    database_url = fresh_database()
+    database_url = fresh_database("bench_football")
     os.environ.update(football.environment(sandbox_url))
     os.environ["DATABASE_URL"] = database_url
     resources = {**defs.resources, "football_api": FootballApiResource(requests_per_minute=100)}
@@ -160,7 +129,7 @@ def one(leagues: int, sandbox_url: str) -> None:
 
 def main() -> None:
     bench_home()
-    proc, url = start_sandbox()
+    proc, url = start_sandbox("football")
     results = []
     try:
         for leagues in SIZES:
@@ -170,7 +139,7 @@ def main() -> None:
                 capture_output=True,
                 text=True,
                 check=True,
-                cwd=_repo(),
+                cwd=REPO,
             )
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     finally:

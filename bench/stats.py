@@ -25,22 +25,9 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import bench_home, peak_rss_mb, report
+from _common import bench_home, fresh_database, peak_rss_mb, report
 
 TARGETS = {1.0: 1.0, 200.0: 10.0}
-
-
-def fresh_database(prefix: str) -> str:
-    import psycopg
-    from psycopg import sql
-
-    from sync_assets.core.embedded import embedded_database_url
-
-    server = embedded_database_url("postgres")
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server.replace("@/postgres?", f"@/{name}?", 1)
 
 
 def drop_database(url: str) -> None:

@@ -18,11 +18,16 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
-from pathlib import Path
 
-from _common import bench_home, peak_rss_mb, report
+from _common import (
+    REPO,
+    bench_home,
+    configure_sandbox,
+    fresh_database,
+    peak_rss_mb,
+    report,
+    start_sandbox,
+)
 
 APPS = 2_000
 LATENCY = 0.05
@@ -33,46 +38,6 @@ BIG_CATALOG = 200_000
 SMALL_CATALOG = 20_000
 MEMORY_LIMIT_MB = 300.0
 
-SANDBOX = """
-import sys
-from sync_assets.sandbox import steam
-from sync_assets.sandbox.server import SandboxServer
-server = SandboxServer(steam.providers(1.0))
-print(server.url, flush=True)
-server.serve_forever()
-"""
-
-
-def start_sandbox() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SANDBOX], stdout=subprocess.PIPE, text=True, cwd=_repo()
-    )
-    url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-    return proc, url
-
-
-def configure(url: str, prefix: str, settings: dict) -> None:
-    request = urllib.request.Request(
-        f"{url}/_sandbox/config/{prefix.strip('/')}",
-        data=json.dumps(settings).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request, timeout=30).read()
-
-
-def fresh_database() -> str:
-    import psycopg
-    from psycopg import sql
-
-    from sync_assets.core.embedded import embedded_database_url
-
-    server = embedded_database_url("postgres")
-    name = f"bench_steam_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server.replace("@/postgres?", f"@/{name}?", 1)
-
 
 def throughput(url: str) -> None:
     import dagster as dg
@@ -82,9 +47,9 @@ def throughput(url: str) -> None:
     from sync_assets.steam.assets import steam_app_catalog, steam_app_details
 
     os.environ.update(sandbox.environment(url))
-    os.environ["DATABASE_URL"] = fresh_database()
-    configure(url, sandbox.API_PREFIX, {"catalog_size": APPS})
-    configure(url, sandbox.STORE_PREFIX, {"latency": LATENCY, "rate_limit": None})
+    os.environ["DATABASE_URL"] = fresh_database("bench_steam")
+    configure_sandbox(url, sandbox.API_PREFIX, {"catalog_size": APPS})
+    configure_sandbox(url, sandbox.STORE_PREFIX, {"latency": LATENCY, "rate_limit": None})
     config = {
         "batch_size": APPS,
         "concurrency": CONCURRENCY,
@@ -159,8 +124,8 @@ def catalog_memory(url: str, size: int) -> None:
     from sync_assets.steam.assets import steam_app_catalog
 
     os.environ.update(sandbox.environment(url))
-    os.environ["DATABASE_URL"] = fresh_database()
-    configure(url, sandbox.API_PREFIX, {"catalog_size": size})
+    os.environ["DATABASE_URL"] = fresh_database("bench_steam")
+    configure_sandbox(url, sandbox.API_PREFIX, {"catalog_size": size})
     before = peak_rss_mb()
     started = time.perf_counter()
     result = dg.materialize([steam_app_catalog], resources=dict(defs.resources or {}))
@@ -187,7 +152,7 @@ def memory(url: str) -> None:
                 capture_output=True,
                 text=True,
                 check=True,
-                cwd=_repo(),
+                cwd=REPO,
             )
             .stdout.strip()
             .splitlines()[-1]
@@ -200,16 +165,12 @@ def memory(url: str) -> None:
         report(f"{label}: peak RSS", result["peak_mb"], "MB", result["peak_mb"] / MEMORY_LIMIT_MB)
 
 
-def _repo() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
 def main() -> None:
     bench_home()
     if len(sys.argv) == 4 and sys.argv[1] == "--catalog":
         catalog_memory(sys.argv[2], int(sys.argv[3]))
         return
-    proc, url = start_sandbox()
+    proc, url = start_sandbox("steam")
     try:
         print("name  value  unit  ratio-to-limit (rate: achieved/limit; RSS: peak/300 MB)")
         throughput(url)

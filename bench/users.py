@@ -12,16 +12,17 @@ Run: `.venv/bin/python bench/users.py` (about half a minute).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
-from pathlib import Path
 
-from _common import bench_home, peak_rss_mb, report
+from _common import (
+    bench_home,
+    configure_sandbox,
+    fresh_database,
+    peak_rss_mb,
+    report,
+    start_sandbox,
+)
 
 USERS = 1_000
 LATENCY = 0.1
@@ -29,49 +30,6 @@ CONCURRENCY = 20
 REQUESTS_PER_SECOND = 400  # the cap, above the 200/s that 20 x 10/s need
 IDEAL_SECONDS = USERS * LATENCY / CONCURRENCY
 OLD_LOOP_SAMPLE = 40
-
-SANDBOX = """
-from sync_assets.sandbox import torn
-from sync_assets.sandbox.server import SandboxServer
-server = SandboxServer(torn.providers(1.0))
-print(server.url, flush=True)
-server.serve_forever()
-"""
-
-
-def _repo() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
-def start_sandbox() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SANDBOX], stdout=subprocess.PIPE, text=True, cwd=_repo()
-    )
-    url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-    return proc, url
-
-
-def configure(url: str, settings: dict) -> None:
-    request = urllib.request.Request(
-        f"{url}/_sandbox/config/torn",
-        data=json.dumps(settings).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request, timeout=30).read()
-
-
-def fresh_database() -> str:
-    import psycopg
-    from psycopg import sql
-
-    from sync_assets.core.embedded import embedded_database_url
-
-    server = embedded_database_url("postgres")
-    name = f"bench_torn_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server.replace("@/postgres?", f"@/{name}?", 1)
 
 
 def throughput(url: str) -> None:
@@ -82,17 +40,17 @@ def throughput(url: str) -> None:
     from sync_assets.torn.assets import user_data
 
     os.environ.update(sandbox.environment(url))
-    configure(url, {"reset": True, "default_failures": False, "latency": LATENCY})
+    configure_sandbox(url, "torn", {"reset": True, "default_failures": False, "latency": LATENCY})
     config = {"concurrency": CONCURRENCY, "requests_per_second": REQUESTS_PER_SECOND}
     # Warm-up on 20 users in another database: imports and first-call costs are not the sync's.
-    os.environ["DATABASE_URL"] = fresh_database()
+    os.environ["DATABASE_URL"] = fresh_database("bench_torn")
     sandbox.insert_user_keys(os.environ["DATABASE_URL"], range(USERS, USERS + 20))
     dg.materialize(
         [user_data],
         resources=dict(defs.resources or {}),
         run_config={"ops": {"user_data": {"config": config}}},
     )
-    os.environ["DATABASE_URL"] = fresh_database()
+    os.environ["DATABASE_URL"] = fresh_database("bench_torn")
     sandbox.insert_user_keys(os.environ["DATABASE_URL"], range(USERS))
     started = time.perf_counter()
     result = dg.materialize(
@@ -189,7 +147,7 @@ def old_loop(url: str, database_url: str) -> float:
 
 def main() -> None:
     bench_home()
-    proc, url = start_sandbox()
+    proc, url = start_sandbox("torn")
     try:
         print("name  value  unit  ratio-to-limit (time: ideal/measured; rate: achieved/ideal)")
         throughput(url)
