@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 import pytest
@@ -77,11 +78,23 @@ def sandbox_env(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Sand
     """Settings pointing at the sandbox, with its faults and request log cleared."""
     for key, value in sandbox_environment(sandbox.url).items():
         monkeypatch.setenv(key, value)
-    sandbox.faults.clear()
-    with sandbox._requests_lock:
-        sandbox.requests.clear()
+    sandbox.reset()
     yield sandbox
     sandbox.faults.clear()
+
+
+def serve_providers(module: ModuleType) -> Iterator[SandboxServer]:
+    """One sandbox module's stand-ins on loopback (for a module-scoped fixture to yield from)."""
+    server = SandboxServer(module.providers(1.0)).start()
+    yield server
+    server.stop()
+
+
+def point_at(server: SandboxServer, module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings pointing at `module`'s stand-ins on `server`, with no faults or requests left."""
+    for key, value in module.environment(server.url).items():
+        monkeypatch.setenv(key, value)
+    server.reset()
 
 
 @pytest.fixture

@@ -169,6 +169,15 @@ class SandboxServer:
                 }
             )
 
+    def forget_requests(self) -> None:
+        with self._requests_lock:
+            self.requests.clear()
+
+    def reset(self) -> None:
+        """No fault rules and no recorded requests: a clean slate for the next scenario."""
+        self.faults.clear()
+        self.forget_requests()
+
     def recorded(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._requests_lock:
             return [r for r in self.requests if r["path"].startswith(prefix)]
@@ -209,8 +218,7 @@ class SandboxServer:
         if what == "requests" and request.method == "GET":
             return Response.json(self.recorded(request.query.get("prefix", "")))
         if what == "requests" and request.method == "DELETE":
-            with self._requests_lock:
-                self.requests.clear()
+            self.forget_requests()
             return Response.json({"ok": True})
         if what.startswith("config/") and request.method == "POST":
             prefix = "/" + what.removeprefix("config/")

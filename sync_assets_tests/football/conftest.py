@@ -16,6 +16,7 @@ from sync_assets.football.client import FootballApiResource
 from sync_assets.football.tables import TABLES
 from sync_assets.sandbox import football as football_sandbox
 from sync_assets.sandbox.server import SandboxServer
+from sync_assets_tests.conftest import point_at, serve_providers
 
 LEAGUES = 120
 # Retries that do not make a test wait: the behaviour is the same, the clock is not.
@@ -37,9 +38,7 @@ def quick_api(**overrides: Any) -> FootballApiResource:
 
 @pytest.fixture(scope="module")
 def football_server() -> Iterator[SandboxServer]:
-    server = SandboxServer(football_sandbox.providers(1.0)).start()
-    yield server
-    server.stop()
+    yield from serve_providers(football_sandbox)
 
 
 @pytest.fixture
@@ -47,12 +46,8 @@ def football(
     football_server: SandboxServer, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SandboxServer]:
     """The stand-in with LEAGUES leagues, settings pointing at it, and a fresh database."""
-    for key, value in football_sandbox.environment(football_server.url).items():
-        monkeypatch.setenv(key, value)
+    point_at(football_server, football_sandbox, monkeypatch)
     configure(football_server, reset=True, leagues=LEAGUES)
-    football_server.faults.clear()
-    with football_server._requests_lock:
-        football_server.requests.clear()
     yield football_server
     football_server.faults.clear()
 

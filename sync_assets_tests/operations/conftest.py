@@ -8,24 +8,19 @@ import pytest
 
 from sync_assets.sandbox import webhook
 from sync_assets.sandbox.server import SandboxServer
+from sync_assets_tests.conftest import point_at, serve_providers
 
 
 @pytest.fixture(scope="module")
 def webhook_server() -> Iterator[SandboxServer]:
-    server = SandboxServer(webhook.providers(1.0)).start()
-    yield server
-    server.stop()
+    yield from serve_providers(webhook)
 
 
 @pytest.fixture
 def alerts(webhook_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
     """The webhook stand-in, emptied, with ALERT_WEBHOOK_URL pointing at it."""
-    for key, value in webhook.environment(webhook_server.url).items():
-        monkeypatch.setenv(key, value)
+    point_at(webhook_server, webhook, monkeypatch)
     monkeypatch.setenv("DAGSTER_UI_URL", "http://dagster.example:3000/")
-    webhook_server.faults.clear()
-    with webhook_server._requests_lock:
-        webhook_server.requests.clear()
     return webhook_server
 
 

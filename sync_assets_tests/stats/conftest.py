@@ -15,6 +15,7 @@ from sync_assets.sandbox import club as club_sandbox
 from sync_assets.sandbox.server import SandboxServer
 from sync_assets.stats import defs as stats_defs
 from sync_assets.stats.resources import ClubAppResource, StatsDatabase
+from sync_assets_tests.conftest import point_at, serve_providers
 
 # Revalidation retries that do not make a test wait: the behaviour is the same, the clock not.
 QUICK_APP = ClubAppResource(backoff_seconds=0.01, timeout_seconds=5)
@@ -44,9 +45,7 @@ ORPHAN_ROWS = [(99, 1, "A", 3), (6, 42, "A", 0)]  # a match and a player that do
 
 @pytest.fixture(scope="module")
 def club_server() -> Iterator[SandboxServer]:
-    server = SandboxServer(club_sandbox.providers(1.0)).start()
-    yield server
-    server.stop()
+    yield from serve_providers(club_sandbox)
 
 
 @pytest.fixture
@@ -54,16 +53,12 @@ def club(
     club_server: SandboxServer, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SandboxServer]:
     """The app stand-in with settings pointing at it, and the hand-worked club in a fresh DB."""
-    for key, value in club_sandbox.environment(club_server.url).items():
-        monkeypatch.setenv(key, value)
+    point_at(club_server, club_sandbox, monkeypatch)
     monkeypatch.delenv("STATS_APP_SCHEMA", raising=False)
     monkeypatch.delenv("STATS_QUEUE_MAX_ROWS_PER_RUN", raising=False)
     club_server.providers[club_sandbox.PREFIX].configure(
         {"reset": True, "key": club_sandbox.SANDBOX_INTERNAL_KEY}
     )
-    club_server.faults.clear()
-    with club_server._requests_lock:
-        club_server.requests.clear()
     build_club(database_url)
     yield club_server
     club_server.faults.clear()

@@ -18,6 +18,7 @@ from sync_assets.steam.assets import (
     steam_synced_apps_have_details,
 )
 from sync_assets.steam.client import SteamStoreResource
+from sync_assets_tests.conftest import point_at, serve_providers
 
 # Retries that do not make a test wait: the behaviour is the same, the clock is not.
 QUICK_STORE = SteamStoreResource(max_retries=2, backoff_factor=0.01, retry_after_cap=0.2)
@@ -25,9 +26,7 @@ QUICK_STORE = SteamStoreResource(max_retries=2, backoff_factor=0.01, retry_after
 
 @pytest.fixture(scope="module")
 def steam_server() -> Iterator[SandboxServer]:
-    server = SandboxServer(steam_sandbox.providers(1.0)).start()
-    yield server
-    server.stop()
+    yield from serve_providers(steam_sandbox)
 
 
 @pytest.fixture
@@ -35,14 +34,10 @@ def steam(
     steam_server: SandboxServer, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SandboxServer]:
     """The steam stand-ins at a small scale, with settings pointing at them and a fresh DB."""
-    for key, value in steam_sandbox.environment(steam_server.url).items():
-        monkeypatch.setenv(key, value)
+    point_at(steam_server, steam_sandbox, monkeypatch)
     monkeypatch.setenv("STEAM_STORE_RATE_LIMIT", "1000/1")
     configure(steam_server, catalog_size=60, removed=[], extra_apps=[])
     configure(steam_server, store=True, reset=True)
-    steam_server.faults.clear()
-    with steam_server._requests_lock:
-        steam_server.requests.clear()
     yield steam_server
     steam_server.faults.clear()
 

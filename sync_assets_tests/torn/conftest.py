@@ -14,6 +14,7 @@ from sync_assets.sandbox.server import SandboxServer
 from sync_assets.torn import defs as torn_defs
 from sync_assets.torn.assets import FAILED_SHARE_CHECK, user_data
 from sync_assets.torn.client import TornApiResource
+from sync_assets_tests.conftest import point_at, serve_providers
 
 # Retries that do not make a test wait: the behaviour is the same, the clock is not.
 QUICK = {
@@ -32,9 +33,7 @@ def quick_api(**overrides: Any) -> TornApiResource:
 
 @pytest.fixture(scope="module")
 def torn_server() -> Iterator[SandboxServer]:
-    server = SandboxServer(torn_sandbox.providers(1.0)).start()
-    yield server
-    server.stop()
+    yield from serve_providers(torn_sandbox)
 
 
 @pytest.fixture
@@ -42,12 +41,8 @@ def torn(
     torn_server: SandboxServer, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SandboxServer]:
     """The Torn stand-in with every user succeeding, settings pointing at it, a fresh DB."""
-    for key, value in torn_sandbox.environment(torn_server.url).items():
-        monkeypatch.setenv(key, value)
+    point_at(torn_server, torn_sandbox, monkeypatch)
     configure(torn_server, reset=True, default_failures=False)
-    torn_server.faults.clear()
-    with torn_server._requests_lock:
-        torn_server.requests.clear()
     yield torn_server
     torn_server.faults.clear()
 

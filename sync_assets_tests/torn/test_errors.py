@@ -101,8 +101,7 @@ def test_a_timeout_fails_that_user_and_a_slow_user_blocks_no_one(torn, database_
 
     # A slow user within the timeout succeeds; the fast ones finish long before it.
     configure(torn, slow_seconds=1.0, behaviours={"4": "ok", "9": "slow"})
-    with torn._requests_lock:
-        torn.requests.clear()
+    torn.forget_requests()
     relaxed = quick_api(read_timeout=3.0)
     meta = metadata(sync({"concurrency": 4}, api=relaxed))
     assert (meta["users_succeeded"], meta["users_failed"]) == (30, 0)
