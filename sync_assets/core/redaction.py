@@ -7,6 +7,7 @@ travels in a URL never reaches a handler, Dagster's captured logs or its event s
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -22,7 +23,9 @@ _factory_installed = False
 
 
 def register_secret(*values: str | None) -> None:
-    """Redact these values (and their URL-encoded forms) from now on in this process."""
+    """Redact these values (and their URL-encoded forms) from now on in this process.
+
+    The pattern is rebuilt once per call: register many secrets in one call, not one by one."""
     global _pattern
     added = False
     with _lock:
@@ -34,9 +37,25 @@ def register_secret(*values: str | None) -> None:
                     _secrets.add(form)
                     added = True
         if added:
-            ordered = sorted(_secrets, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+            _pattern = _compile(_secrets)
     _install_record_factory()
+
+
+def _compile(secrets: set[str]) -> re.Pattern[str]:
+    """One alternation of every secret, longest first.
+
+    Compiling allocates a parse tree per secret; in a run process holding Dagster and pandas,
+    the garbage collector's full passes over that heap made 1,000 secrets cost ~0.7 s instead of
+    ~0.06 s, so it is paused for the compile (nothing it would free is created meanwhile).
+    """
+    ordered = sorted(secrets, key=len, reverse=True)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return re.compile("|".join(re.escape(s) for s in ordered))
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def register_secret_settings(*names: str) -> None:
