@@ -1,17 +1,21 @@
-"""The eleven stats assets: each replaces one table in one transaction, then revalidates the
-app's cache for it. They are independent: in a run they go in parallel, and one failing (then
-retried by the retry policy) does not stop the others."""
+"""The eleven stats tables as one multi-asset: the club's valid results are gathered once per
+step, then the selected tables are replaced, each in its own transaction, over several
+connections at once. A table that fails keeps its old rows and stops no other; the step then
+fails naming it, and its retry (the retry policy) replaces only the tables still missing."""
 
 import threading
 import time
+from collections.abc import Iterator
 
 import dagster as dg
-from psycopg import sql
+from dagster import DagsterEventType
 
+from sync_assets.core.redaction import redact
 from sync_assets.core.settings import MissingSettingError
 from sync_assets.stats import computations
 from sync_assets.stats.club_checks import CLUB_KEYS
-from sync_assets.stats.computations import TABLES, ClubTablesMissingError, TableSpec
+from sync_assets.stats.computations import TABLES, ClubTablesMissingError
+from sync_assets.stats.refresh import TableOutcome, refresh_concurrently
 from sync_assets.stats.resources import ClubAppResource, StatsDatabase
 
 RETRY_POLICY = dg.RetryPolicy(
@@ -32,79 +36,119 @@ def ensure_schema(db: StatsDatabase) -> None:
             _schema_applied.add(url)
 
 
-def refresh(db: StatsDatabase, spec: TableSpec) -> tuple[computations.RefreshCounts, int, int]:
-    """Replace one table in one transaction; also the club rows used and left out."""
-    ensure_schema(db)
-    app = db.app_schema_name()
-    with db.connect() as conn:
-        with conn.transaction():
-            used = computations.prepare_club_results(conn, app, sequence=spec.needs_sequence)
-            total = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}.player_matches").format(sql.Identifier(app))
-            ).fetchone()[0]  # type: ignore[index]
-            counts = computations.replace_table(conn, spec, app)
-    return counts, used, total - used
-
-
-def build_stats_asset(spec: TableSpec) -> dg.AssetsDefinition:
-    """One asset per aggregate table."""
-
-    @dg.asset(
-        name=spec.name,
+def table_spec(spec: computations.TableSpec) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        spec.name,
         group_name="stats",
         kinds={"postgres", "sql"},
         description=spec.description,
         deps=CLUB_KEYS,
-        retry_policy=RETRY_POLICY,
         metadata={"seed_function": spec.seed_function, "cache_tag": spec.cache_tag},
-        check_specs=[
-            dg.AssetCheckSpec(
-                CACHE_CHECK,
-                asset=spec.name,
-                description=f"The app accepted the cache tag `{spec.cache_tag}`.",
-            )
-        ],
+        skippable=True,
     )
-    def _asset(
-        context: dg.AssetExecutionContext, stats_db: StatsDatabase, stats_app: ClubAppResource
-    ) -> dg.MaterializeResult:
-        started = time.monotonic()
-        try:
-            stats_app.check_settings()
-            counts, used, left_out = refresh(stats_db, spec)
-        except (MissingSettingError, ClubTablesMissingError) as exc:
-            # Set-up mistakes: retrying cannot help, so the run says so at once.
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        context.log.info(
-            f"{spec.name}: {counts.rows} rows"
-            f"{'' if counts.written else ' (unchanged, nothing written)'}"
-            f" from {used} player-match rows ({left_out} left out)"
-        )
-        outcome = stats_app.revalidate(
-            [spec.cache_tag], f"{context.run_id}:{spec.name}", context.log
-        )
-        metadata = {
+
+
+def already_materialized(context: dg.AssetExecutionContext) -> set[str]:
+    """Tables an earlier attempt of this step materialized in this run (nothing on the first)."""
+    if not context.retry_number:
+        return set()
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=1000
+    ).records
+    return {
+        r.event_log_entry.dagster_event.asset_key.path[-1]  # type: ignore[union-attr]
+        for r in records
+        if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.asset_key
+    }
+
+
+def table_result(
+    context: dg.AssetExecutionContext,
+    outcome: TableOutcome,
+    stats_app: ClubAppResource,
+    started: float,
+) -> dg.MaterializeResult:
+    """Report one committed table, after asking the app to revalidate its cache tag."""
+    spec = computations.TABLES_BY_NAME[outcome.name]
+    counts = outcome.counts
+    assert counts is not None
+    context.log.info(
+        f"{spec.name}: {counts.rows} rows"
+        f"{'' if counts.written else ' (unchanged, nothing written)'}"
+        f" from {outcome.rows_used} player-match rows ({outcome.rows_left_out} left out)"
+    )
+    revalidation = stats_app.revalidate(
+        [spec.cache_tag], f"{context.run_id}:{spec.name}", context.log
+    )
+    check = dg.AssetCheckResult(
+        asset_key=spec.name,
+        check_name=CACHE_CHECK,
+        passed=revalidation.status != "failed",
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=revalidation.as_metadata(),
+        description=(
+            f"not revalidated after {revalidation.attempts} attempts: {revalidation.error}"
+            if revalidation.status == "failed"
+            else None
+        ),
+    )
+    return dg.MaterializeResult(
+        asset_key=spec.name,
+        metadata={
             **counts.as_metadata(),
-            "player_match_rows_used": used,
-            "player_match_rows_left_out": left_out,
-            **outcome.as_metadata(),
+            "player_match_rows_used": outcome.rows_used,
+            "player_match_rows_left_out": outcome.rows_left_out,
+            **revalidation.as_metadata(),
             "seconds": round(time.monotonic() - started, 3),
-        }
-        check = dg.AssetCheckResult(
-            check_name=CACHE_CHECK,
-            passed=outcome.status != "failed",
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=outcome.as_metadata(),
-            description=(
-                f"not revalidated after {outcome.attempts} attempts: {outcome.error}"
-                if outcome.status == "failed"
-                else None
-            ),
+        },
+        check_results=[check],
+    )
+
+
+@dg.multi_asset(
+    name="stats_tables",
+    specs=[table_spec(spec) for spec in TABLES],
+    check_specs=[
+        dg.AssetCheckSpec(
+            CACHE_CHECK,
+            asset=spec.name,
+            description=f"The app accepted the cache tag `{spec.cache_tag}`.",
         )
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+        for spec in TABLES
+    ],
+    can_subset=True,
+    retry_policy=RETRY_POLICY,
+)
+def stats_tables(
+    context: dg.AssetExecutionContext, stats_db: StatsDatabase, stats_app: ClubAppResource
+) -> Iterator[dg.MaterializeResult]:
+    """Each selected stats table, recomputed from one snapshot of the club's tables."""
+    started = time.monotonic()
+    selected = {key.path[-1] for key in context.selected_asset_keys}
+    names = [s.name for s in TABLES if s.name in selected - already_materialized(context)]
+    try:
+        stats_app.check_settings()
+        ensure_schema(stats_db)
+        outcomes = refresh_concurrently(stats_db, names, connections=stats_db.refresh_connections)
+        failed: dict[str, str] = {}
+        for outcome in outcomes:
+            if outcome.error is not None:
+                failed[outcome.name] = redact(str(outcome.error).strip().splitlines()[0])[:300]
+                context.log.error(f"{outcome.name}: not replaced: {failed[outcome.name]}")
+                continue
+            yield table_result(context, outcome, stats_app, started)
+    except (MissingSettingError, ClubTablesMissingError) as exc:
+        # Set-up mistakes: retrying cannot help, so the run says so at once.
+        raise dg.Failure(
+            description=f"{', '.join(names)}: {exc}",
+            metadata={"failed_tables": dg.MetadataValue.json(dict.fromkeys(names, str(exc)))},
+            allow_retries=False,
+        ) from None
+    if failed:
+        raise dg.Failure(
+            description="; ".join(f"{name}: {error}" for name, error in failed.items()),
+            metadata={"failed_tables": dg.MetadataValue.json(failed)},
+        )
 
-    _asset.__doc__ = spec.description
-    return _asset
 
-
-STATS_ASSETS = [build_stats_asset(spec) for spec in TABLES]
+STATS_ASSETS = [stats_tables]

@@ -45,11 +45,13 @@ HAVING bool_or(pm.goals IS NULL OR pm.goals < 0 OR pm.team IS NULL OR pm.team NO
 """
 
 DUPLICATE_PLAYERS = "OR count(*) <> count(DISTINCT pm.player_id)"
-# A player's position in his own history; a sort of every row, so only when a table needs it.
-SEQUENCE = "row_number() OVER (PARTITION BY player_id ORDER BY match_date, match_id)"
 
+# One sort of every row by the player's own history (match_date, match_id) gives, with the same
+# window: `seq`, his position in it; `run`, which numbers his streaks of equal results (seq minus
+# how many of this row's result he had so far is constant along a streak, so (player_id, result,
+# run) is one streak); and `losses_so_far`, constant along an unbeaten run.
 CLUB_RESULTS = """
-CREATE TEMP TABLE club_results ON COMMIT DROP AS
+CREATE TEMP TABLE club_results AS
 WITH bad AS ({bad}),
 rows AS (
     SELECT pm.match_id, m.match_date, m.season_id, pm.player_id, pm.team, pm.goals,
@@ -59,12 +61,23 @@ rows AS (
       JOIN {app}.matches m ON m.match_id = pm.match_id
       JOIN {app}.players p ON p.player_id = pm.player_id
      WHERE NOT EXISTS (SELECT 1 FROM bad WHERE bad.match_id = pm.match_id)
+),
+results AS (
+    SELECT rows.*,
+           CASE sign(goals_for - goals_against) WHEN 1 THEN 'W' WHEN 0 THEN 'D' ELSE 'L' END
+               AS result,
+           CASE sign(goals_for - goals_against) WHEN 1 THEN 3 WHEN 0 THEN 1 ELSE 0 END AS points
+      FROM rows
 )
-SELECT rows.*,
-       CASE sign(goals_for - goals_against) WHEN 1 THEN 'W' WHEN 0 THEN 'D' ELSE 'L' END AS result,
-       CASE sign(goals_for - goals_against) WHEN 1 THEN 3 WHEN 0 THEN 1 ELSE 0 END AS points,
-       {seq} AS seq
-  FROM rows
+SELECT results.*,
+       row_number() OVER history AS seq,
+       row_number() OVER history - CASE result
+           WHEN 'W' THEN count(*) FILTER (WHERE result = 'W') OVER history
+           WHEN 'D' THEN count(*) FILTER (WHERE result = 'D') OVER history
+           ELSE count(*) FILTER (WHERE result = 'L') OVER history END AS run,
+       count(*) FILTER (WHERE result = 'L') OVER history AS losses_so_far
+  FROM results
+WINDOW history AS (PARTITION BY player_id ORDER BY match_date, match_id)
 """
 
 RECORD_COUNTS = """
@@ -75,16 +88,17 @@ RECORD_COUNTS = """
     sum(r.goals)::integer AS goals,
     sum(r.points)::integer AS points"""
 
-# Islands of consecutive results in a player's own history: `seq - row_number()` is constant
-# along a run of rows that all pass the filter.
+# Each player's longest streak: the streaks are groups of the snapshot's keys (no sort).
 STREAKS = """
 SELECT player_id, max(len)::integer AS longest FROM (
-    SELECT player_id, count(*) AS len FROM (
-        SELECT player_id, seq - row_number() OVER (PARTITION BY player_id ORDER BY seq) AS grp
-          FROM club_results WHERE {condition}
-    ) runs GROUP BY player_id, grp
+    SELECT player_id, count(*) AS len FROM club_results
+     WHERE {condition} GROUP BY player_id, {streak}
 ) streaks GROUP BY player_id
 """
+
+
+def streaks(condition: str, streak: str) -> str:
+    return STREAKS.replace("{condition}", condition).replace("{streak}", streak)
 
 
 def fragments(app_schema: str) -> dict[str, sql.Composable]:
@@ -92,8 +106,8 @@ def fragments(app_schema: str) -> dict[str, sql.Composable]:
     return {
         "app": sql.Identifier(app_schema),
         "record_counts": sql.SQL(RECORD_COUNTS),  # type: ignore[arg-type]
-        "win_streaks": sql.SQL(STREAKS.replace("{condition}", "result = 'W'")),  # type: ignore[arg-type]
-        "unbeaten_streaks": sql.SQL(STREAKS.replace("{condition}", "result <> 'L'")),  # type: ignore[arg-type]
+        "win_streaks": sql.SQL(streaks("result = 'W'", "run")),  # type: ignore[arg-type]
+        "unbeaten_streaks": sql.SQL(streaks("result <> 'L'", "losses_so_far")),  # type: ignore[arg-type]
     }
 
 
@@ -108,11 +122,6 @@ class TableSpec:
     columns: tuple[str, ...]
     query: str
     key: tuple[str, ...] = ()  # the table's primary key; () compares whole rows
-
-    @property
-    def needs_sequence(self) -> bool:
-        """Whether the query reads `club_results.seq` (directly or through the streaks)."""
-        return "seq" in self.query or "_streaks}" in self.query
 
 
 TABLES: tuple[TableSpec, ...] = (
@@ -213,18 +222,10 @@ TABLES: tuple[TableSpec, ...] = (
                   FROM ss WHERE goals > 0
             ),
             margins AS (
-                SELECT match_id, max(abs(goals_for - goals_against)) AS margin,
-                       rank() OVER (ORDER BY max(abs(goals_for - goals_against)) DESC) AS rk
-                  FROM club_results GROUP BY match_id
+                SELECT DISTINCT match_id, abs(goals_for - goals_against) AS margin
+                  FROM club_results
             ),
-            hauls AS (
-                SELECT player_id, match_id, goals, rank() OVER (ORDER BY goals DESC) AS rk
-                  FROM club_results WHERE goals > 0
-            ),
-            streaks AS (
-                SELECT player_id, longest, rank() OVER (ORDER BY longest DESC) AS rk
-                  FROM ({win_streaks}) s
-            )
+            streaks AS ({win_streaks})
             SELECT 'champion', season_id, player_id, NULL::integer, points::integer
               FROM champions WHERE rk = 1
             UNION ALL
@@ -232,13 +233,14 @@ TABLES: tuple[TableSpec, ...] = (
               FROM scorers WHERE rk = 1
             UNION ALL
             SELECT 'biggest_win', NULL, NULL, match_id, margin::integer
-              FROM margins WHERE rk = 1 AND margin > 0
+              FROM margins WHERE margin > 0 AND margin = (SELECT max(margin) FROM margins)
             UNION ALL
             SELECT 'most_goals_in_match', NULL, player_id, match_id, goals
-              FROM hauls WHERE rk = 1
+              FROM club_results
+             WHERE goals > 0 AND goals = (SELECT max(goals) FROM club_results)
             UNION ALL
             SELECT 'longest_win_streak', NULL, player_id, NULL, longest
-              FROM streaks WHERE rk = 1""",
+              FROM streaks WHERE longest = (SELECT max(longest) FROM streaks)""",
     ),
     TableSpec(
         "match_report",
@@ -262,10 +264,10 @@ TABLES: tuple[TableSpec, ...] = (
                       FILTER (WHERE r.team = 'A'),
                   array_agg(p.name ORDER BY r.goals DESC, p.name, p.player_id)
                       FILTER (WHERE r.team = 'B'),
-                  coalesce(jsonb_agg(jsonb_build_object('player_id', r.player_id,
-                                                        'player', p.name, 'goals', r.goals)
-                                     ORDER BY r.goals DESC, p.name, p.player_id)
-                           FILTER (WHERE r.goals > 0), '[]'::jsonb)
+                  -- one jsonb conversion per match (not per scorer): an array of `scorer`s
+                  coalesce(to_jsonb(array_agg(ROW(r.player_id, p.name, r.goals)::scorer
+                                              ORDER BY r.goals DESC, p.name, p.player_id)
+                                    FILTER (WHERE r.goals > 0)), '[]'::jsonb)
              FROM club_results r JOIN {app}.players p ON p.player_id = r.player_id
             GROUP BY r.match_id, r.match_date, r.season_id""",
         key=("match_id",),
@@ -326,18 +328,22 @@ TABLES: tuple[TableSpec, ...] = (
                            AS win_pct,
                        (count(DISTINCT r.season_id)
                             FILTER (WHERE r.season_id IN (SELECT season_id FROM {app}.seasons)))
-                           ::integer AS seasons_played,
-                       -- results newest first, e.g. 'WWLD...': the streak is the leading run
-                       string_agg(r.result, '' ORDER BY r.seq DESC) AS history
+                           ::integer AS seasons_played
                   FROM club_results r
                  GROUP BY r.player_id
             ),
+            -- the current streak is the streak holding the player's latest result
+            latest AS (
+                SELECT r.player_id, r.result, r.run
+                  FROM club_results r JOIN career c ON c.player_id = r.player_id
+                 WHERE r.seq = c.games
+            ),
             streak AS (
-                SELECT player_id,
-                       left(history, 1)
-                       || (length(history) - length(ltrim(history, left(history, 1))))
-                           AS current_streak
-                  FROM career
+                SELECT l.player_id, l.result || count(*) AS current_streak
+                  FROM latest l
+                  JOIN club_results r
+                    ON r.player_id = l.player_id AND r.result = l.result AND r.run = l.run
+                 GROUP BY l.player_id, l.result
             ),
             elo AS (SELECT * FROM club_elo)
             SELECT p.player_id, p.name, coalesce(p.is_ringer, false),
@@ -442,13 +448,12 @@ def has_match_player_key(conn: psycopg.Connection, app_schema: str) -> bool:
     return bool(row and row[0])
 
 
-def prepare_club_results(
-    conn: psycopg.Connection, app_schema: str, *, sequence: bool = True
-) -> int:
-    """Gather the valid results into the temp table `club_results`; return its row count."""
-    check_club_tables(conn, app_schema)
+def tune_session(conn: psycopg.Connection) -> None:
+    """Settings for a connection that refreshes stats tables (its own; closed afterwards)."""
     # Sorts and hashes of a million rows stay in memory; JIT costs more than it saves here.
-    conn.execute("SET LOCAL work_mem = '256MB'")
+    with conn.transaction():
+        conn.execute("SET work_mem = '256MB'")
+        conn.execute("SET jit = off")
     try:
         # Temp tables live in local buffers: at 200x club_results is ~100 MB, so room for it
         # and a table being rebuilt (settable only before the session's first temp table).
@@ -456,14 +461,19 @@ def prepare_club_results(
             conn.execute("SET temp_buffers = '512MB'")
     except psycopg.errors.InvalidParameterValue:
         pass
-    conn.execute("SET LOCAL jit = off")
+
+
+def prepare_club_results(conn: psycopg.Connection, app_schema: str) -> int:
+    """Gather the valid results into the session's temp table `club_results` (replacing an
+    earlier one, and the Elo ratings computed from it); return its row count."""
+    check_club_tables(conn, app_schema)
+    conn.execute("DROP TABLE IF EXISTS club_results, club_elo")
     app = sql.Identifier(app_schema)
     # A player listed twice in a match (on both teams) is impossible when the app's table keys
     # (match_id, player_id); only without that key is the costlier distinct count needed.
     duplicates = sql.SQL("" if has_match_player_key(conn, app_schema) else DUPLICATE_PLAYERS)
     bad = sql.SQL(BAD_MATCHES).format(app=app, duplicates=duplicates)  # type: ignore[arg-type]
-    seq = sql.SQL(SEQUENCE if sequence else "NULL::bigint")
-    rows = conn.execute(sql.SQL(CLUB_RESULTS).format(bad=bad, app=app, seq=seq)).rowcount  # type: ignore[arg-type]
+    rows = conn.execute(sql.SQL(CLUB_RESULTS).format(bad=bad, app=app)).rowcount  # type: ignore[arg-type]
     conn.execute("ANALYZE club_results")
     return rows
 
@@ -476,9 +486,7 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
     started = time.monotonic()
     if "club_elo" in spec.query:
         # Elo is sequential and the costliest step: once per transaction, shared by the tables.
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS club_elo ON COMMIT DROP AS SELECT * FROM elo_ratings()"
-        )
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS club_elo AS SELECT * FROM elo_ratings()")
     target = sql.Identifier(spec.name)
     # One writer per table at a time (a UI run and a queue run, or two deployments); readers
     # are not blocked by this lock mode.
@@ -549,8 +557,8 @@ def _apply_difference(
 def refresh_tables(
     conn: psycopg.Connection, names: list[str] | tuple[str, ...], app_schema: str
 ) -> list[RefreshCounts]:
-    """Refresh several tables in one transaction (the benchmark's and the tests' fast path)."""
+    """Refresh several tables in one transaction on one connection (the tests' reference)."""
+    tune_session(conn)
     with conn.transaction():
-        specs = [TABLES_BY_NAME[name] for name in names]
-        prepare_club_results(conn, app_schema, sequence=any(s.needs_sequence for s in specs))
+        prepare_club_results(conn, app_schema)
         return [replace_table(conn, TABLES_BY_NAME[name], app_schema) for name in names]

@@ -266,12 +266,22 @@ def asset_results(
                 },
             }
         else:
-            error = event.step_failure_data.error
-            message = redact(error.message.strip().splitlines()[0] if error else "failed")[:500]
-            name = event.step_key or "run"
-            results[name] = {"status": "failed", "error": message}
-            errors.append(f"{name}: {message}")
+            for name, message in failed_steps(event).items():
+                results[name] = {"status": "failed", "error": message}
+                errors.append(f"{name}: {message}")
     return results, errors
+
+
+def failed_steps(event: Any) -> dict[str, str]:
+    """What a step failure names: each stats table that failed, else the step itself."""
+    data = event.step_failure_data
+    user = data.user_failure_data
+    tables = user.metadata.get("failed_tables") if user else None
+    if tables is not None and isinstance(tables.value, dict) and tables.value:
+        return {name: redact(str(message))[:500] for name, message in tables.value.items()}
+    error = data.error
+    message = redact(error.message.strip().splitlines()[0] if error else "failed")[:500]
+    return {event.step_key or "run": message}
 
 
 def write_back(

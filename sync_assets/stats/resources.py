@@ -30,6 +30,13 @@ class StatsDatabase(PostgresResource):
         default=None, description="Schema of the app's tables (default: STATS_APP_SCHEMA/public)"
     )
 
+    refresh_connections: int = Field(
+        default=2,
+        ge=1,
+        description="Connections replacing tables at once (each gathers the club's results "
+        "from the same snapshot); about one per core of the database server",
+    )
+
     def app_schema_name(self) -> str:
         return self.app_schema or optional_setting("STATS_APP_SCHEMA", "public") or "public"
 

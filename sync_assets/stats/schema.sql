@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS match_report (
     scorers jsonb NOT NULL
 );
 
+-- One scorer in a match report (to_jsonb of an array of them gives the scorers' objects).
+DO $$ BEGIN
+    CREATE TYPE scorer AS (player_id integer, player text, goals integer);
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
+
 CREATE TABLE IF NOT EXISTS personal_bests (
     player_id integer PRIMARY KEY,
     most_goals_in_match integer NOT NULL,

@@ -108,7 +108,11 @@ def query(url: str, text: str, params: Any = None) -> list[tuple]:
 
 
 def metadata_of(result: dg.ExecuteInJobResult, asset: str) -> dict[str, Any]:
-    [materialization] = result.asset_materializations_for_node(asset)
+    [materialization] = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(asset)
+    ]
     return {k: v.value for k, v in materialization.metadata.items()}
 
 

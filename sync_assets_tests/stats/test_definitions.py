@@ -44,7 +44,7 @@ def test_eleven_assets_named_grouped_described_and_retried() -> None:
     }
     assert set(materializable) == ASSET_KEYS
     for name, asset in materializable.items():
-        spec = next(iter(asset.specs))
+        spec = asset.specs_by_key[dg.AssetKey(name)]
         assert spec.group_name == "stats" and spec.kinds and spec.description
         assert spec.metadata["cache_tag"] == CACHE_TAGS[name]
         assert {d.asset_key.path[0] for d in spec.deps} == {"club"}
