@@ -1,11 +1,13 @@
 """Stats refresh speed, against the issue's targets, and the queue's latency under a daemon.
 
-1. Compute: all eleven tables in-process (one transaction, as `refresh_tables`) on the sandbox
-   club at 1x (5,000 player-match rows) and 200x (about 1,000,000): first refresh into empty
-   tables, a re-run with nothing new (nothing is written), and a refresh after one new match
-   (every table changes). Ratio = seconds / target (1 s at 1x, 10 s at 200x; the old workers
-   took 30 to 60 s). Also the same eleven split over two connections (the 2 cores), and, as a
-   floor measured in the same run, one plain aggregate pass over player_matches.
+1. Compute: all eleven tables materialized through Dagster in this process (`dg.materialize`
+   of the stats multi-asset, as a UI click or a queue run does it, with its default two
+   connections) on the sandbox club at 1x (5,000 player-match rows) and 200x (about
+   1,000,000): first refresh into empty tables, a re-run with nothing new (nothing is
+   written), and a refresh after one new match (every table changes). Ratio = seconds / target
+   (1 s at 1x, 10 s at 200x; the old workers took 30 to 60 s). Also the same without Dagster
+   over one and over two connections, and, as a floor measured in the same run, one plain
+   aggregate pass over player_matches.
 2. Queue latency: `dagster-daemon` on the repository's workspace and dagster.yaml (embedded
    Postgres), the club stand-in on loopback; seconds from inserting a `background_job_status`
    row to the row reading `completed` (sensor tick, queued run, 11 steps, write-back sensor).
@@ -20,7 +22,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -61,37 +62,40 @@ def seeded(scale: float) -> str:
     return url
 
 
-def refresh_once(url: str, names: list[str]) -> float:
+def materialize_tables(url: str) -> float:
+    """All eleven through Dagster in this process, as a UI click or a queue run does them."""
+    import dagster as dg
+
+    from sync_assets.stats.assets import STATS_ASSETS
+    from sync_assets.stats.resources import ClubAppResource, StatsDatabase
+
+    os.environ["DATABASE_URL"] = url
+    os.environ.pop("NEXT_PUBLIC_APP_URL", None)  # no app to revalidate: pure compute
+    resources = {"stats_db": StatsDatabase(schema_name="stats"), "stats_app": ClubAppResource()}
+    started = time.monotonic()
+    result = dg.materialize(
+        STATS_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral()
+    )
+    elapsed = time.monotonic() - started
+    if not result.success or len(result.get_asset_materialization_events()) != 11:
+        raise RuntimeError("the stats tables did not all materialize")
+    return elapsed
+
+
+def refresh_direct(url: str, connections: int) -> float:
+    """The same eleven without Dagster, over `connections` connections."""
     from sync_assets.stats import computations
+    from sync_assets.stats.refresh import refresh_concurrently
     from sync_assets.stats.resources import StatsDatabase
 
     os.environ["DATABASE_URL"] = url
-    db = StatsDatabase(schema_name="stats")
+    names = [t.name for t in computations.TABLES]
     started = time.monotonic()
-    with db.connect() as conn:
-        computations.refresh_tables(conn, names, "public")
-    return time.monotonic() - started
-
-
-def refresh_parallel(url: str, names: list[str]) -> float:
-    """Two connections, each refreshing half the tables in its own transaction."""
-    halves = [names[0::2], names[1::2]]
-    errors: list[BaseException] = []
-
-    def work(part: list[str]) -> None:
-        try:
-            refresh_once(url, part)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=work, args=(part,)) for part in halves]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    outcomes = list(
+        refresh_concurrently(StatsDatabase(schema_name="stats"), names, connections=connections)
+    )
+    if any(o.error for o in outcomes):
+        raise RuntimeError(f"a table failed: {[o.error for o in outcomes if o.error]}")
     return time.monotonic() - started
 
 
@@ -127,23 +131,25 @@ def floor_pass(url: str) -> float:
 def compute(scale: float) -> None:
     from sync_assets.stats import computations
 
-    names = [t.name for t in computations.TABLES]
     url = seeded(scale)
     os.environ["DATABASE_URL"] = url
     computations.apply_schema(computations_db())
     target = TARGETS.get(scale, max(1.0, scale / 20))
     label = f"stats {scale:g}x"
     report(f"{label} floor: one aggregate pass", floor_pass(url), "s")
-    first = refresh_once(url, names)
+    first = materialize_tables(url)
     report(f"{label} eleven tables, first refresh", first, "s", first / target)
-    same = refresh_once(url, names)
+    same = materialize_tables(url)
     report(f"{label} eleven tables, nothing new", same, "s", same / target)
     add_match(url)
-    changed = refresh_once(url, names)
+    changed = materialize_tables(url)
     report(f"{label} eleven tables, after a new match", changed, "s", changed / target)
-    add_match(url)
-    parallel = refresh_parallel(url, names)
-    report(f"{label} eleven tables, 2 connections", parallel, "s", parallel / target)
+    for connections in (1, 2):
+        add_match(url)
+        direct = refresh_direct(url, connections)
+        report(
+            f"{label} without Dagster, {connections} connection(s)", direct, "s", direct / target
+        )
     drop_database(url)
 
 

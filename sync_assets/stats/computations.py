@@ -46,10 +46,12 @@ HAVING bool_or(pm.goals IS NULL OR pm.goals < 0 OR pm.team IS NULL OR pm.team NO
 
 DUPLICATE_PLAYERS = "OR count(*) <> count(DISTINCT pm.player_id)"
 
-# One sort of every row by the player's own history (match_date, match_id) gives, with the same
-# window: `seq`, his position in it; `run`, which numbers his streaks of equal results (seq minus
-# how many of this row's result he had so far is constant along a streak, so (player_id, result,
-# run) is one streak); and `losses_so_far`, constant along an unbeaten run.
+# One sort of every row by the player's own history (match_date, match_id) gives `seq` (his
+# position in it) and, from one running sum packing his wins so far into the low 20 bits and his
+# draws into the bits above (a player has fewer than a million matches), `run` and
+# `losses_so_far`. `run` numbers his streaks of equal results: seq minus how many of this row's
+# result he had so far is constant along a streak, so (player_id, result, run) is one streak;
+# `losses_so_far` is constant along an unbeaten run.
 CLUB_RESULTS = """
 CREATE TEMP TABLE club_results AS
 WITH bad AS ({bad}),
@@ -69,15 +71,21 @@ results AS (
            CASE sign(goals_for - goals_against) WHEN 1 THEN 3 WHEN 0 THEN 1 ELSE 0 END AS points
       FROM rows
 )
-SELECT results.*,
-       row_number() OVER history AS seq,
-       row_number() OVER history - CASE result
-           WHEN 'W' THEN count(*) FILTER (WHERE result = 'W') OVER history
-           WHEN 'D' THEN count(*) FILTER (WHERE result = 'D') OVER history
-           ELSE count(*) FILTER (WHERE result = 'L') OVER history END AS run,
-       count(*) FILTER (WHERE result = 'L') OVER history AS losses_so_far
-  FROM results
-WINDOW history AS (PARTITION BY player_id ORDER BY match_date, match_id)
+SELECT match_id, match_date, season_id, player_id, team, goals, goals_for, goals_against,
+       result, points, seq,
+       seq - CASE result WHEN 'W' THEN wins WHEN 'D' THEN draws ELSE seq - wins - draws END
+           AS run,
+       seq - wins - draws AS losses_so_far
+  FROM (
+    SELECT results.*, row_number() OVER history AS seq,
+           sum(CASE result WHEN 'W' THEN 1 WHEN 'D' THEN 1048576 ELSE 0 END) OVER history
+               & 1048575 AS wins,
+           sum(CASE result WHEN 'W' THEN 1 WHEN 'D' THEN 1048576 ELSE 0 END) OVER history
+               >> 20 AS draws
+      FROM results
+    WINDOW history AS (PARTITION BY player_id ORDER BY match_date, match_id
+                       ROWS UNBOUNDED PRECEDING)
+  ) counted
 """
 
 RECORD_COUNTS = """
