@@ -56,12 +56,14 @@ CLUB_RESULTS = """
 CREATE TEMP TABLE club_results AS
 WITH bad AS ({bad}),
 rows AS (
-    SELECT pm.match_id, m.match_date, m.season_id, pm.player_id, pm.team, pm.goals,
+    SELECT pm.match_id, m.match_date, m.season_id, pm.player_id, p.idx, pm.team, pm.goals,
            CASE pm.team WHEN 'A' THEN m.team_a_score ELSE m.team_b_score END AS goals_for,
            CASE pm.team WHEN 'A' THEN m.team_b_score ELSE m.team_a_score END AS goals_against
       FROM {app}.player_matches pm
       JOIN {app}.matches m ON m.match_id = pm.match_id
-      JOIN {app}.players p ON p.player_id = pm.player_id
+      -- idx: the player's number (1, 2, ...), where Elo keeps his rating in an array
+      JOIN (SELECT player_id, row_number() OVER (ORDER BY player_id) AS idx
+              FROM {app}.players) p ON p.player_id = pm.player_id
      WHERE NOT EXISTS (SELECT 1 FROM bad WHERE bad.match_id = pm.match_id)
 ),
 results AS (
@@ -71,7 +73,7 @@ results AS (
            CASE sign(goals_for - goals_against) WHEN 1 THEN 3 WHEN 0 THEN 1 ELSE 0 END AS points
       FROM rows
 )
-SELECT match_id, match_date, season_id, player_id, team, goals, goals_for, goals_against,
+SELECT match_id, match_date, season_id, player_id, idx, team, goals, goals_for, goals_against,
        result, points, seq,
        seq - CASE result WHEN 'W' THEN wins WHEN 'D' THEN draws ELSE seq - wins - draws END
            AS run,
@@ -502,7 +504,15 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
     fresh = sql.Identifier(f"_new_{spec.name}")
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
     query = sql.SQL(spec.query).format(**fragments(app_schema))  # type: ignore[arg-type]
-
+    empty = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(target)).fetchone()
+    if empty and empty[0]:
+        # A first refresh (or after a truncate): nothing to compare, so no staging table.
+        added = conn.execute(
+            sql.SQL("INSERT INTO {t} ({c}) SELECT * FROM ({query}) q").format(
+                t=target, c=columns, query=query
+            )
+        ).rowcount
+        return RefreshCounts(spec.name, added, added, 0, time.monotonic() - started)
     conn.execute(
         sql.SQL("CREATE TEMP TABLE {n} ON COMMIT DROP AS SELECT * FROM ({query}) q ({c})").format(
             n=fresh, query=query, c=columns

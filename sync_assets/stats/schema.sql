@@ -118,13 +118,13 @@ CREATE TABLE IF NOT EXISTS power_ratings (
 );
 
 -- Elo over the refresh's `club_results` temp table, in match order (match_date, match_id).
--- Ratings live in an array indexed by a dense player number, so each match costs O(players).
+-- Ratings live in an array indexed by the player's number (`club_results.idx`), so each match
+-- costs O(players in it).
 CREATE OR REPLACE FUNCTION elo_ratings(k double precision DEFAULT 20)
 RETURNS TABLE (player_id integer, rating double precision, matches_rated integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    ids integer[];
     ratings double precision[];
     m record;
     i integer;
@@ -134,19 +134,14 @@ DECLARE
     actual_a double precision;
     delta_a double precision;
 BEGIN
-    SELECT coalesce(array_agg(d.player_id ORDER BY d.player_id), '{}')
-      INTO ids FROM (SELECT DISTINCT r.player_id FROM club_results r) d;
-    ratings := array_fill(1000::double precision, ARRAY[greatest(cardinality(ids), 1)]);
+    SELECT array_fill(1000::double precision, ARRAY[greatest(coalesce(max(r.idx), 0), 1)::int])
+      INTO ratings FROM club_results r;
     FOR m IN
-        WITH numbered AS (
-            SELECT d.player_id, (row_number() OVER (ORDER BY d.player_id))::integer AS idx
-              FROM (SELECT DISTINCT r.player_id FROM club_results r) d
-        )
-        SELECT array_agg(n.idx ORDER BY n.idx) FILTER (WHERE r.team = 'A') AS side_a,
-               array_agg(n.idx ORDER BY n.idx) FILTER (WHERE r.team = 'B') AS side_b,
+        SELECT array_agg(r.idx ORDER BY r.idx) FILTER (WHERE r.team = 'A') AS side_a,
+               array_agg(r.idx ORDER BY r.idx) FILTER (WHERE r.team = 'B') AS side_b,
                max(r.goals_for) FILTER (WHERE r.team = 'A') AS score_a,
                max(r.goals_for) FILTER (WHERE r.team = 'B') AS score_b
-          FROM club_results r JOIN numbered n ON n.player_id = r.player_id
+          FROM club_results r
          GROUP BY r.match_date, r.match_id
          ORDER BY r.match_date, r.match_id
     LOOP
@@ -165,9 +160,7 @@ BEGIN
     END LOOP;
     -- Every valid match rates all its players: matches_rated is the player's match count.
     RETURN QUERY
-        SELECT u.id, ratings[u.n], c.games::integer
-          FROM unnest(ids) WITH ORDINALITY AS u(id, n)
-          JOIN (SELECT r.player_id, count(*) AS games FROM club_results r GROUP BY r.player_id) c
-            ON c.player_id = u.id;
+        SELECT r.player_id, ratings[min(r.idx)], count(*)::integer
+          FROM club_results r GROUP BY r.player_id;
 END;
 $$;
