@@ -90,6 +90,28 @@ SELECT match_id, match_date, season_id, player_id, idx, team, goals, goals_for, 
   ) counted
 """
 
+# Each player's record per season half (one pass over the results, shared by the seven tables
+# that aggregate records): `in_season` is false for matches whose season has no row (they count
+# in all-time tables only), and then `half` is null.
+CLUB_TOTALS = """
+CREATE TEMP TABLE club_totals AS
+SELECT r.season_id, s.season_id IS NOT NULL AS in_season,
+       (CASE WHEN s.season_id IS NULL THEN NULL
+             WHEN r.match_date <= s.start_date + (s.end_date - s.start_date) / 2 THEN 1
+             ELSE 2 END)::smallint AS half,
+       r.player_id, {record_counts}, max(r.goals) AS most_goals
+  FROM club_results r LEFT JOIN {app}.seasons s ON s.season_id = r.season_id
+ GROUP BY r.season_id, s.season_id, half, r.player_id
+"""
+
+SUMMED_COUNTS = """
+    sum(t.games)::integer AS games,
+    sum(t.wins)::integer AS wins,
+    sum(t.draws)::integer AS draws,
+    sum(t.losses)::integer AS losses,
+    sum(t.goals)::integer AS goals,
+    sum(t.points)::integer AS points"""
+
 RECORD_COUNTS = """
     count(*)::integer AS games,
     (count(*) FILTER (WHERE r.result = 'W'))::integer AS wins,
@@ -116,6 +138,7 @@ def fragments(app_schema: str) -> dict[str, sql.Composable]:
     return {
         "app": sql.Identifier(app_schema),
         "record_counts": sql.SQL(RECORD_COUNTS),  # type: ignore[arg-type]
+        "summed_counts": sql.SQL(SUMMED_COUNTS),  # type: ignore[arg-type]
         "win_streaks": sql.SQL(streaks("result = 'W'", "run")),  # type: ignore[arg-type]
         "unbeaten_streaks": sql.SQL(streaks("result <> 'L'", "losses_so_far")),  # type: ignore[arg-type]
     }
@@ -141,9 +164,9 @@ TABLES: tuple[TableSpec, ...] = (
         "season_stats",
         "Each player's games, wins, draws, losses, goals and points per season.",
         ("season_id", "player_id", "games", "wins", "draws", "losses", "goals", "points"),
-        """SELECT r.season_id, r.player_id, {record_counts}
-              FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
-             GROUP BY r.season_id, r.player_id""",
+        """SELECT t.season_id, t.player_id, {summed_counts}
+              FROM club_totals t WHERE t.in_season
+             GROUP BY t.season_id, t.player_id""",
         key=("season_id", "player_id"),
     ),
     TableSpec(
@@ -152,12 +175,9 @@ TABLES: tuple[TableSpec, ...] = (
         "half_season_stats",
         "Season stats split at the midpoint of each season's start and end dates.",
         ("season_id", "half", "player_id", "games", "wins", "draws", "losses", "goals", "points"),
-        """SELECT r.season_id,
-                   (CASE WHEN r.match_date <= s.start_date + (s.end_date - s.start_date) / 2
-                         THEN 1 ELSE 2 END)::smallint AS half,
-                   r.player_id, {record_counts}
-              FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
-             GROUP BY 1, 2, 3""",
+        """SELECT t.season_id, t.half, t.player_id,
+                  t.games, t.wins, t.draws, t.losses, t.goals, t.points
+             FROM club_totals t WHERE t.in_season""",
         key=("season_id", "half", "player_id"),
     ),
     TableSpec(
@@ -166,9 +186,9 @@ TABLES: tuple[TableSpec, ...] = (
         "all_time_stats",
         "Each player's career games, results, goals, points and win share.",
         ("player_id", "games", "wins", "draws", "losses", "goals", "points", "win_pct"),
-        """SELECT r.player_id, {record_counts},
-                   (count(*) FILTER (WHERE r.result = 'W'))::double precision / count(*)
-              FROM club_results r GROUP BY r.player_id""",
+        """SELECT t.player_id, {summed_counts},
+                   sum(t.wins)::double precision / sum(t.games)
+              FROM club_totals t GROUP BY t.player_id""",
         key=("player_id",),
     ),
     TableSpec(
@@ -177,8 +197,8 @@ TABLES: tuple[TableSpec, ...] = (
         "hall_of_fame",
         "The top three (dense ranks, ties shared) of five career categories.",
         ("category", "rank", "player_id", "value"),
-        """WITH t AS (SELECT r.player_id, {record_counts} FROM club_results r
-                        GROUP BY r.player_id),
+        """WITH t AS (SELECT t.player_id, {summed_counts} FROM club_totals t
+                        GROUP BY t.player_id),
             c AS (
                 SELECT 'most_games' AS category, player_id, games::double precision AS value
                   FROM t
@@ -217,9 +237,9 @@ TABLES: tuple[TableSpec, ...] = (
         "Season champions and top scorers, and the club's all-time records.",
         ("kind", "season_id", "player_id", "match_id", "value"),
         """WITH ss AS (
-                SELECT r.season_id, r.player_id, sum(r.points) AS points, sum(r.goals) AS goals
-                  FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
-                 GROUP BY r.season_id, r.player_id
+                SELECT t.season_id, t.player_id, sum(t.points) AS points, sum(t.goals) AS goals
+                  FROM club_totals t WHERE t.in_season
+                 GROUP BY t.season_id, t.player_id
             ),
             champions AS (
                 SELECT season_id, player_id, points,
@@ -294,13 +314,13 @@ TABLES: tuple[TableSpec, ...] = (
             "longest_unbeaten_streak",
             "best_season_points",
         ),
-        """WITH career AS (SELECT player_id, max(goals)::integer AS most_goals
-                              FROM club_results GROUP BY player_id),
+        """WITH career AS (SELECT player_id, max(most_goals)::integer AS most_goals
+                              FROM club_totals GROUP BY player_id),
             seasons AS (
                 SELECT player_id, max(points)::integer AS best FROM (
-                    SELECT r.player_id, sum(r.points) AS points
-                      FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id
-                     GROUP BY r.season_id, r.player_id) t
+                    SELECT t.player_id, sum(t.points) AS points
+                      FROM club_totals t WHERE t.in_season
+                     GROUP BY t.season_id, t.player_id) t
                  GROUP BY player_id
             ),
             wins AS ({win_streaks}),
@@ -332,15 +352,13 @@ TABLES: tuple[TableSpec, ...] = (
             "power_rating",
         ),
         """WITH career AS (
-                SELECT r.player_id, count(*)::integer AS games, sum(r.goals)::integer AS goals,
-                       sum(r.points)::integer AS points,
-                       (count(*) FILTER (WHERE r.result = 'W'))::double precision / count(*)
-                           AS win_pct,
-                       (count(DISTINCT r.season_id)
-                            FILTER (WHERE r.season_id IN (SELECT season_id FROM {app}.seasons)))
-                           ::integer AS seasons_played
-                  FROM club_results r
-                 GROUP BY r.player_id
+                SELECT t.player_id, sum(t.games)::integer AS games,
+                       sum(t.goals)::integer AS goals, sum(t.points)::integer AS points,
+                       sum(t.wins)::double precision / sum(t.games) AS win_pct,
+                       (count(DISTINCT t.season_id) FILTER (WHERE t.in_season))::integer
+                           AS seasons_played
+                  FROM club_totals t
+                 GROUP BY t.player_id
             ),
             -- the current streak is the streak holding the player's latest result
             latest AS (
@@ -477,7 +495,7 @@ def prepare_club_results(conn: psycopg.Connection, app_schema: str) -> int:
     """Gather the valid results into the session's temp table `club_results` (replacing an
     earlier one, and the Elo ratings computed from it); return its row count."""
     check_club_tables(conn, app_schema)
-    conn.execute("DROP TABLE IF EXISTS club_results, club_elo")
+    conn.execute("DROP TABLE IF EXISTS club_results, club_totals, club_elo")
     app = sql.Identifier(app_schema)
     # A player listed twice in a match (on both teams) is impossible when the app's table keys
     # (match_id, player_id); only without that key is the costlier distinct count needed.
@@ -494,9 +512,7 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
     Runs inside the caller's transaction, after `prepare_club_results`.
     """
     started = time.monotonic()
-    if "club_elo" in spec.query:
-        # Elo is sequential and the costliest step: once per transaction, shared by the tables.
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS club_elo AS SELECT * FROM elo_ratings()")
+    _derive(conn, spec, app_schema)
     target = sql.Identifier(spec.name)
     # One writer per table at a time (a UI run and a queue run, or two deployments); readers
     # are not blocked by this lock mode.
@@ -522,6 +538,22 @@ def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) ->
     rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(fresh)).fetchone()[0]  # type: ignore[index]
     conn.execute(sql.SQL("DROP TABLE {}").format(fresh))
     return RefreshCounts(spec.name, rows, added, removed, time.monotonic() - started)
+
+
+def _derive(conn: psycopg.Connection, spec: TableSpec, app_schema: str) -> None:
+    """Create the session's shared intermediate tables this table reads, once per snapshot."""
+    if "club_totals" in spec.query and not _exists(conn, "club_totals"):
+        totals = sql.SQL(CLUB_TOTALS).format(**fragments(app_schema))  # type: ignore[arg-type]
+        conn.execute(totals)
+        conn.execute("ANALYZE club_totals")
+    if "club_elo" in spec.query:
+        # Elo is sequential and the costliest step: once per snapshot, shared by two tables.
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS club_elo AS SELECT * FROM elo_ratings()")
+
+
+def _exists(conn: psycopg.Connection, temp_table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"pg_temp.{temp_table}",)).fetchone()
+    return bool(row and row[0])
 
 
 def _apply_difference(
