@@ -3,8 +3,8 @@
 DuckDB reads the source (CSV, NDJSON, a JSON array or Parquet) in vectors, casts every mapped
 field to its type, adds `$_ref` and writes zstd Parquet, spilling to disk when it needs to, so
 memory stays flat however large the source is. A row whose value does not cast is not written;
-a second scan that only counts records (no casts) gives the rejected count, and up to five
-rejected rows are sampled when there are any.
+the same pass counts the records it read (DuckDB's operator row counts), so the rejected count
+needs no second scan, and up to five rejected rows are sampled when there are any.
 
 `$_ref` (algorithm `md5-v1`) is the lowercase hex MD5 of the UTF-8 text made by joining, in
 `ref_fields` order, each ref field's canonical text with U+001F; a NULL is U+001E. Canonical
@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -64,7 +65,12 @@ TIME_TYPES = {
 }
 SAMPLE_SIZE = 5
 # zstd level 1: most of level 3's ratio at a fraction of its CPU (`$_ref` does not compress).
-PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+# A column chunk with more than 1,000 distinct values is not dictionary-encoded: DuckDB would
+# otherwise hash up to a fifth of every row group's values of `$_ref` (all distinct) and of
+# other high-cardinality columns before giving up on the dictionary, a third of the write.
+PARQUET_OPTIONS = (
+    "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, DICTIONARY_SIZE_LIMIT 1000"
+)
 NULL_MARK, SEPARATOR = "\x1e", "\x1f"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -190,24 +196,46 @@ def _from_typed(kind: str, column: str, source_type: str) -> str:
     return _from_text(kind, f"CAST({column} AS VARCHAR)")
 
 
-def _canonical_sql(kind: str, typed: str) -> str:
+# A number's source text that is already its canonical text: no sign but '-', no exponent, no
+# superfluous zeros, at most 16 characters (so at most 15 significant digits, which a double
+# keeps exactly: the shortest round-trip text is then these digits) and at least 0.0001 (so
+# Python's repr does not switch to an exponent). Other texts are formatted from the double.
+CANONICAL_NUMBER = r"-?(0[.](0{0,3}[1-9]([0-9]*[1-9])?|0)|[1-9][0-9]*[.]([0-9]*[1-9]|0))"
+
+
+def _canonical_sql(kind: str, typed: str, raw_text: str | None = None) -> str:
     if kind == "text":
         text = typed
     elif kind == "boolean":
         text = f"CASE WHEN {typed} THEN 'true' WHEN NOT {typed} THEN 'false' END"
     elif kind == "timestamp":
         text = f"CAST(epoch_us({typed}) AS VARCHAR)"
+    elif kind == "number" and raw_text is not None:
+        # Formatting a double is the dearest part of the canonical text; most sources already
+        # write numbers canonically, and reusing that text gives the same characters.
+        text = (
+            f"CASE WHEN length({raw_text}) <= 16"
+            f" AND regexp_full_match({raw_text}, {literal(CANONICAL_NUMBER)})"
+            f" THEN {raw_text} ELSE CAST({typed} AS VARCHAR) END"
+        )
     else:
         text = f"CAST({typed} AS VARCHAR)"
     return f"coalesce({text}, chr(30))"
 
 
-def ref_sql(model: DataModel, typed_column: Callable[[FieldMapping], str]) -> str:
+def ref_sql(
+    model: DataModel,
+    typed_column: Callable[[FieldMapping], str],
+    raw_text: Callable[[FieldMapping], str | None] = lambda m: None,
+) -> str:
+    """`$_ref` over typed columns; `raw_text` gives a field's source text where there is one."""
     by_target = {m.target: m for m in model.mappings}
     parts = [
-        _canonical_sql(by_target[r].type, typed_column(by_target[r])) for r in model.ref_fields
+        _canonical_sql(by_target[r].type, typed_column(by_target[r]), raw_text(by_target[r]))
+        for r in model.ref_fields
     ]
-    return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
+    # concat with the separators spelled out: the same text as concat_ws, built faster.
+    return f"md5(concat({', chr(31), '.join(parts)}))"
 
 
 # --- reading the source ----------------------------------------------------------------------
@@ -223,6 +251,7 @@ class _Source:
     typed: dict[str, str]  # target -> typed expression over the raw column
     rejectable: list[FieldMapping]
     empty: bool = False
+    raw_is_text: bool = True  # the raw columns are the source's text (CSV, JSON), not typed
 
 
 def _duckdb_message(exc: BaseException) -> str:
@@ -339,7 +368,7 @@ def _inspect(
     rejectable = [
         m for m in model.mappings if m.type != "text" and typed[m.target] != raw[m.target]
     ]
-    return _Source(reader, {"path": path}, raw, typed, rejectable)
+    return _Source(reader, {"path": path}, raw, typed, rejectable, raw_is_text=False)
 
 
 # --- the transform ---------------------------------------------------------------------------
@@ -427,8 +456,9 @@ def _copy(
     """Write the rows that cast to `output`; return (written, rejected).
 
     One streaming COPY writes the valid rows (DuckDB's parallel Parquet writer keeps memory
-    bounded); the rejected count is the source's row count, from a second scan that only
-    splits records (no casts), minus the rows written.
+    bounded). The rows read come from the same pass: DuckDB's profiler counts the rows each
+    operator emits, and the source scan's count is every record of the source. Only when that
+    count is unavailable does a second scan (no casts) count the records.
     """
     position = {m.target: i for i, m in enumerate(model.mappings)}
     typed_cols = ", ".join(
@@ -445,13 +475,49 @@ def _copy(
         for m in source.rejectable
     )
     outputs = [f"t{i} AS {ident(m.target)}" for i, m in enumerate(model.mappings)]
-    outputs.append(f"{ref_sql(model, lambda m: f't{position[m.target]}')} AS {ident(REF_COLUMN)}")
+    kept_raw = {m.target for m in source.rejectable} if source.raw_is_text else set()
+    ref = ref_sql(
+        model,
+        lambda m: f"t{position[m.target]}",
+        lambda m: f"r{position[m.target]}" if m.target in kept_raw else None,
+    )
+    outputs.append(f"{ref} AS {ident(REF_COLUMN)}")
     query = f"SELECT {', '.join(outputs)} FROM ({inner}) WHERE NOT ({checks or 'false'})"  # noqa: S608
-    con.execute(f"COPY ({query}) TO {literal(str(output))} ({PARQUET_OPTIONS})", source.params)
+    # The filter reads the typed columns the projection below it computed. Pushed down, it
+    # would be rewritten over the raw columns and every cast evaluated twice.
+    con.execute("SET disabled_optimizers = 'filter_pushdown'")
+    con.execute("SET enable_profiling = 'no_output'")
+    con.execute("SET profiling_coverage = 'ALL'")
+    con.execute("SET tracked_metrics = ['operator.intermediate_rows', 'operator.type']")
+    try:
+        con.execute(f"COPY ({query}) TO {literal(str(output))} ({PARQUET_OPTIONS})", source.params)
+        total = _scanned_rows(con.get_profiling_information(format="json"))
+    finally:
+        con.execute("RESET enable_profiling")
+        con.execute("RESET disabled_optimizers")
     written = pq.ParquetFile(output).metadata.num_rows
-    total = con.execute(f"SELECT count(*) FROM {source.reader}", source.params).fetchone()  # noqa: S608
-    rejected = int(total[0]) - written if total else 0
-    return written, rejected
+    if total is None:
+        counted = con.execute(f"SELECT count(*) FROM {source.reader}", source.params).fetchone()  # noqa: S608
+        total = int(counted[0]) if counted else written
+    return written, total - written
+
+
+def _scanned_rows(profile: str) -> int | None:
+    """The rows the plan's one table scan emitted, from DuckDB's JSON profile (None if absent)."""
+    try:
+        roots = json.loads(profile).get("operator") or []
+    except (ValueError, AttributeError):
+        return None
+    scans: list[int] = []
+    pending = list(roots)
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "TABLE_SCAN" and isinstance(node.get("intermediate_rows"), int):
+            scans.append(node["intermediate_rows"])
+        pending.extend(node.get("children") or [])
+    return scans[0] if len(scans) == 1 else None
 
 
 def _samples(con: duckdb.DuckDBPyConnection, source: _Source) -> list[dict[str, Any]]:

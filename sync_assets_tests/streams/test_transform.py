@@ -16,6 +16,7 @@ from sync_assets.streams.transform import (
     SourceError,
     TooManyRejectedError,
     TransformResult,
+    _scanned_rows,
     ref_hash,
     transform,
 )
@@ -229,6 +230,68 @@ def test_parquet_numbers_cast_by_value_and_other_types_through_text(tmp_path: Pa
     assert result.rejected_samples == [
         {"field": "a", "source": "a", "type": "integer", "value": "2.5"}
     ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json", "parquet"])
+def test_rows_read_is_counted_in_the_same_pass_as_the_write(tmp_path: Path, fmt) -> None:
+    # Enough rows for several vectors and threads; every 997th value does not cast.
+    records = [{"k": i, "v": "x" if i % 997 == 0 else str(i * 0.5)} for i in range(20_000)]
+    fields = mappings([("k", "integer"), ("v", "number")])
+    if fmt == "csv":
+        content: str | bytes = "k,v\n" + "".join(f"{r['k']},{r['v']}\n" for r in records)
+    elif fmt == "ndjson":
+        content = "\n".join(json.dumps(r) for r in records)
+    elif fmt == "json":
+        content = json.dumps(records)
+    else:
+        content = parquet_bytes(records)
+    result = run(tmp_path, fmt, content, fields, max_rejected_fraction=1)
+    assert (result.rows_read, result.rows_written, result.rows_rejected) == (20_000, 19_979, 21)
+    assert {s["value"] for s in result.rejected_samples} == {"x"}
+
+
+def test_the_scan_count_comes_from_the_profile_or_is_absent() -> None:
+    scan = {"type": "TABLE_SCAN", "intermediate_rows": 7}
+    profile = {"operator": [{"type": "COPY_TO_FILE", "children": [{"children": [scan]}]}]}
+    assert _scanned_rows(json.dumps(profile)) == 7
+    # No scan, two scans, or no profile at all: the caller counts with a second scan.
+    assert _scanned_rows(json.dumps({"operator": [{"type": "COPY_TO_FILE"}]})) is None
+    assert _scanned_rows(json.dumps({"operator": [scan, scan]})) is None
+    assert _scanned_rows("{}") is None and _scanned_rows("not json") is None
+
+
+def test_number_refs_use_the_shortest_round_trip_text(tmp_path: Path) -> None:
+    texts = [
+        "0.1",
+        "100",
+        "100.0",
+        "1.50",
+        "-0.0",
+        "0.0",
+        "1e16",
+        "12345678901234567",
+        "0.0001",
+        "0.00001",
+        "123456789012345.6",
+        "12345678901234.5",
+        "0.30000000000000004",
+        "0.10",
+        "10.50",
+        "-0.00012",
+        "1.0e2",
+        "2.5e-3",
+        "-7.25",
+        "9007199254740993",
+        ".5",
+        "+3.5",
+        "1234.5678",
+        "0.12345678901234567",
+    ]
+    content = "k,v\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts))
+    result = run(tmp_path, "csv", content, mappings([("k", "integer"), ("v", "number")]))
+    refs = {r["k"]: r["$_ref"] for r in read(result)}
+    for i, text in enumerate(texts):
+        assert refs[i] == ref_hash([i, float(text)], ["integer", "number"]), text
 
 
 def test_rejections_above_the_threshold_fail(tmp_path: Path) -> None:
