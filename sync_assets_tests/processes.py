@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import requests
 
 from sync_assets.core import embedded
@@ -83,6 +84,14 @@ class Processes:
                 )
 
     def stop(self) -> None:
+        # Code servers and run workers the daemon starts may sit in sessions of their own:
+        # note every descendant first, so none outlives the test.
+        descendants: list[psutil.Process] = []
+        for _, process in self.started:
+            try:
+                descendants += psutil.Process(process.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
         for _, process in reversed(self.started):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -92,6 +101,14 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        for child in descendants:
+            try:
+                child.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        for child in alive:
+            child.kill()
 
 
 @contextmanager
