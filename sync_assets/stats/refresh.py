@@ -24,17 +24,17 @@ from sync_assets.stats.resources import StatsDatabase
 # Rough relative cost of each table at scale, only to start the costliest first; the two Elo
 # tables go together so the ratings are computed once, on one connection.
 COSTS = {
-    "season_race_data": 4.5,
+    "season_race_data": 3.5,
     "match_report": 3.5,
-    "power_ratings": 2.6,
-    "player_profile_stats": 1.0,
-    "personal_bests": 1.7,
-    "half_season_stats": 1.5,
-    "season_honours_and_records": 1.3,
-    "season_stats": 0.8,
-    "recent_performance": 0.6,
-    "hall_of_fame": 0.5,
-    "all_time_stats": 0.4,
+    "power_ratings": 1.6,
+    "player_profile_stats": 0.8,
+    "personal_bests": 1.0,
+    "season_honours_and_records": 1.0,
+    "recent_performance": 0.5,
+    "half_season_stats": 0.4,
+    "season_stats": 0.4,
+    "hall_of_fame": 0.3,
+    "all_time_stats": 0.2,
 }
 TOGETHER = ("power_ratings", "player_profile_stats")
 

@@ -68,3 +68,17 @@ def test_job_sensors_and_resources() -> None:
     assert set(defs.resources or {}) == {"stats_db", "stats_app"}
     db = defs.resources["stats_db"]
     assert (db.schema_name, db.url_setting) == ("stats", "STATS_DATABASE_URL")
+
+
+def test_the_refresh_starts_costliest_first_and_keeps_the_elo_tables_together() -> None:
+    from sync_assets.stats.refresh import work_order
+
+    names = [t.name for t in TABLES]
+    order = work_order(names)
+    assert sorted(n for task in order for n in task) == sorted(names)
+    assert ("power_ratings", "player_profile_stats") in order
+    assert order[0] in {("season_race_data",), ("match_report",)}
+    assert work_order(["all_time_stats", "player_profile_stats"]) == [
+        ("player_profile_stats",),
+        ("all_time_stats",),
+    ]
