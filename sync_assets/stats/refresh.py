@@ -68,6 +68,8 @@ def refresh_concurrently(
     Raises ClubTablesMissingError before any table is touched when the club's tables are not
     there. A table whose transaction fails is yielded with its error; the others go on.
     """
+    if not names:
+        return
     app = db.app_schema_name()
     tasks: queue.Queue[tuple[str, ...]] = queue.Queue()
     for task in work_order(names):
