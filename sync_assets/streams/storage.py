@@ -81,14 +81,19 @@ class Buckets:
             raise SourceMissingError(f"source object {key!r} does not exist") from None
 
     def checksum(self, key: str) -> tuple[str, int]:
-        """SHA-256 and size of an object, read in 8 MB chunks (memory does not grow)."""
+        """SHA-256 and size of an object, read in 8 MB chunks (memory does not grow).
+
+        One buffer is filled again and again (`readinto`), so no chunk is allocated and copied.
+        """
         digest = hashlib.sha256()
         size = 0
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
         try:
             with self.fs.open(self.path(key), "rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
+                while count := handle.readinto(buffer):
+                    digest.update(view[:count])
+                    size += count
         except FileNotFoundError:
             raise SourceMissingError(f"source object {key!r} does not exist") from None
         return digest.hexdigest(), size
