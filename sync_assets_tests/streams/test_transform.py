@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -292,6 +293,37 @@ def test_number_refs_use_the_shortest_round_trip_text(tmp_path: Path) -> None:
     refs = {r["k"]: r["$_ref"] for r in read(result)}
     for i, text in enumerate(texts):
         assert refs[i] == ref_hash([i, float(text)], ["integer", "number"]), text
+
+
+def test_timestamps_are_the_instants_duckdb_reads_with_their_zone(tmp_path: Path) -> None:
+    texts = [
+        "2024-01-31 10:00:00",
+        "2024-01-31T10:00:00",
+        "2024-01-31 24:00:00",
+        "1969-12-31 23:59:59",
+        "2024-01-31 10:00+02",
+        "2024-01-31 10:00:00+02:00",
+        "2024-01-31T10:00:00Z",
+        "2024-01-31 10:00:00.5",
+        "2024-01-31 10:00:00 America/New_York",
+        "2024-01-31",
+        "2024-1-31 10:00:00",
+        "2024-01-31 1:00:00Z",
+        "0024-01-31 10:00:00",
+        "2024-02-30 10:00:00",
+        "2024-01-31 10:00:0Z",
+        "2024-01-31X10:00:00",
+    ]
+    content = "k,at\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts))
+    fields = mappings([("k", "integer"), ("at", "timestamp")])
+    result = run(tmp_path, "csv", content, fields, max_rejected_fraction=1)
+    got = {r["k"]: r["at"] for r in read(result)}
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for i, text in enumerate(texts):
+            want = con.execute("SELECT TRY_CAST($t AS TIMESTAMPTZ)", {"t": text}).fetchone()[0]
+            assert got.get(i) == want, text
+    assert result.rows_rejected == sum(1 for i in range(len(texts)) if i not in got)
 
 
 def test_rejections_above_the_threshold_fail(tmp_path: Path) -> None:
