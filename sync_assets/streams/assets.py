@@ -4,7 +4,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -47,6 +47,11 @@ class StreamSyncConfig(dg.Config):
         default="400MB", description="DuckDB memory limit; beyond it DuckDB spills to disk."
     )
     threads: int | None = Field(default=None, ge=1, description="DuckDB threads (default: all).")
+    parquet_version: Literal["v1", "v2"] = Field(
+        default="v2",
+        description="Parquet format of the output: v2 (delta encodings, smaller and faster to"
+        " write) or v1 (PLAIN and dictionary pages only, for readers that predate v2).",
+    )
     lock_wait_seconds: float = Field(
         default=600, ge=0, description="How long to wait for another run of the same model."
     )
@@ -111,6 +116,7 @@ def sync_model(
             not config.force
             and previous.get("mapping_fingerprint") == fingerprint
             and previous.get("source_bytes") == source_size
+            and previous.get("parquet_version") == config.parquet_version
             and buckets.exists(key)
         )
         pending: Future[tuple[str, int]] | None = None
@@ -129,13 +135,17 @@ def sync_model(
                 return {
                     **_base(model, buckets, checksum, source_bytes, fingerprint),
                     **carried,
+                    "parquet_version": config.parquet_version,
                     "skipped": True,
                     "skip_reason": "source checksum and mapping unchanged since the last sync",
                     "seconds": round(time.monotonic() - started, 3),
                 }
         path, filesystem = buckets.duckdb_path(model.source_uri)
         settings = EngineSettings(
-            memory_limit=config.memory_limit, threads=config.threads, temp_dir=temp_dir()
+            memory_limit=config.memory_limit,
+            threads=config.threads,
+            temp_dir=temp_dir(),
+            parquet_version=config.parquet_version,
         )
         with ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
             if not may_skip:
@@ -164,6 +174,7 @@ def sync_model(
     return {
         **_base(model, buckets, checksum, source_bytes, fingerprint),
         "skipped": False,
+        "parquet_version": config.parquet_version,
         "rows_read": result.rows_read,
         "rows_written": result.rows_written,
         "rows_rejected": result.rows_rejected,

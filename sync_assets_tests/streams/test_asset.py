@@ -59,6 +59,10 @@ def test_an_unchanged_source_is_not_rewritten(streams, instance) -> None:
     assert third["skipped"] is False and list(streams.rows("people")[0]) == ["id", "name", "$_ref"]
     forced = metadata_of(streams.materialize("people", instance, config={"force": True}))
     assert forced["skipped"] is False
+    # Another Parquet format rewrites it too (v1 for readers without the v2 encodings).
+    v1 = metadata_of(streams.materialize("people", instance, config={"parquet_version": "v1"}))
+    assert v1["skipped"] is False and v1["parquet_version"] == "v1"
+    assert pq.ParquetFile(streams.parquet("people")).metadata.format_version == "1.0"
     streams.write("sources/people.csv", CSV + "4,Dee,2,true,2024-03-01,2024-03-01\n")
     fourth = metadata_of(streams.materialize("people", instance))
     assert fourth["skipped"] is False and fourth["rows_written"] == 4

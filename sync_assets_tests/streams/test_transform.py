@@ -14,6 +14,7 @@ import pytest
 
 from sync_assets.streams.models import ModelDefinitionError, parse_model
 from sync_assets.streams.transform import (
+    EngineSettings,
     SourceError,
     TooManyRejectedError,
     TransformResult,
@@ -324,6 +325,28 @@ def test_timestamps_are_the_instants_duckdb_reads_with_their_zone(tmp_path: Path
             want = con.execute("SELECT TRY_CAST($t AS TIMESTAMPTZ)", {"t": text}).fetchone()[0]
             assert got.get(i) == want, text
     assert result.rows_rejected == sum(1 for i in range(len(texts)) if i not in got)
+
+
+@pytest.mark.parametrize(
+    ("version", "format_version", "id_encoding"),
+    [("v2", "2.6", "DELTA_BINARY_PACKED"), ("v1", "1.0", "PLAIN")],
+)
+def test_parquet_versions_hold_the_same_rows(tmp_path, version, format_version, id_encoding):
+    settings = EngineSettings(parquet_version=version)
+    result = run(tmp_path, "csv", CSV, settings=settings)
+    rows = sorted(read(result), key=lambda r: r["id"])
+    assert [{k: v for k, v in r.items() if k != "$_ref"} for r in rows] == EXPECTED
+    # Past 1,000 distinct values a column is not dictionary-encoded: the version's encoding.
+    content = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(3000))
+    fields = mappings([("id", "integer"), ("name", "text")])
+    result = run(tmp_path, "csv", content, fields, settings=settings)
+    metadata = pq.ParquetFile(result.output).metadata
+    assert metadata.format_version == format_version
+    assert id_encoding in metadata.row_group(0).column(0).encodings
+    with duckdb.connect() as con:
+        again = con.execute("SELECT sum(id) FROM read_parquet($p)", {"p": str(result.output)})
+        assert again.fetchone() == (sum(range(3000)),)
+    assert sorted(r["id"] for r in read(result)) == list(range(3000))
 
 
 def test_rejections_above_the_threshold_fail(tmp_path: Path) -> None:
