@@ -562,9 +562,11 @@ def _apply_difference(
     """Make the target hold exactly the new rows: delete the rows that went or changed, then
     insert the rows that are not there. Rows that did not change are not touched.
 
-    Rows are matched on the table's key (a hash join), then compared on the other columns;
-    a table without a key compares whole rows (only the small honours table).
+    Rows are matched on the table's key and compared on the other columns; a table without a
+    key compares whole rows (only the small honours table).
     """
+    if spec.key:
+        return _apply_keyed_difference(conn, spec, target, fresh)
     key = spec.key or spec.columns
     rest = [c for c in spec.columns if c not in spec.key] if spec.key else []
 
@@ -601,6 +603,66 @@ def _apply_difference(
             present=on("n", "t", key, key_op),
         )
     ).rowcount
+    return removed, added
+
+
+def _apply_keyed_difference(
+    conn: psycopg.Connection, spec: TableSpec, target: sql.Identifier, fresh: sql.Identifier
+) -> tuple[int, int]:
+    """One full join of the new rows with the current ones on the key finds every row that
+    went, came or changed (usually few); then only those are deleted and inserted."""
+    changes = sql.Identifier(f"_changes_{spec.name}")
+    rest = [c for c in spec.columns if c not in spec.key]
+
+    def cols(alias: str, names: list[str] | tuple[str, ...]) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(alias, c) for c in names)
+
+    def old(name: str) -> sql.Identifier:
+        return sql.Identifier(f"_old_{name}")
+
+    matched = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier("n", c), sql.Identifier("t", c)) for c in spec.key
+    )
+    differs = sql.SQL("{} IS NULL OR {} IS NULL").format(
+        sql.Identifier("n", spec.key[0]), sql.Identifier("t", spec.key[0])
+    )
+    if rest:
+        differs = sql.SQL("{} OR ROW({}) IS DISTINCT FROM ROW({})").format(
+            differs, cols("n", rest), cols("t", rest)
+        )
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {changes} ON COMMIT DROP AS SELECT {old}, {new}"
+            " FROM {n} n FULL JOIN {t} t ON {matched} WHERE {differs}"
+        ).format(
+            changes=changes,
+            old=sql.SQL(", ").join(
+                sql.SQL("{} AS {}").format(sql.Identifier("t", c), old(c)) for c in spec.key
+            ),
+            new=cols("n", spec.columns),
+            n=fresh,
+            t=target,
+            matched=matched,
+            differs=differs,
+        )
+    )
+    removed = conn.execute(
+        sql.SQL("DELETE FROM {t} t USING {changes} c WHERE {same}").format(
+            t=target,
+            changes=changes,
+            same=sql.SQL(" AND ").join(
+                sql.SQL("{} = {}").format(sql.Identifier("c", f"_old_{c}"), sql.Identifier("t", c))
+                for c in spec.key
+            ),
+        )
+    ).rowcount
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
+    added = conn.execute(
+        sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {changes} WHERE {k} IS NOT NULL").format(
+            t=target, c=columns, changes=changes, k=sql.Identifier(spec.key[0])
+        )
+    ).rowcount
+    conn.execute(sql.SQL("DROP TABLE {}").format(changes))
     return removed, added
 
 
