@@ -79,15 +79,16 @@ SELECT match_id, match_date, season_id, player_id, idx, team, goals, goals_for, 
            AS run,
        seq - wins - draws AS losses_so_far
   FROM (
-    SELECT results.*, row_number() OVER history AS seq,
-           sum(CASE result WHEN 'W' THEN 1 WHEN 'D' THEN 1048576 ELSE 0 END) OVER history
-               & 1048575 AS wins,
-           sum(CASE result WHEN 'W' THEN 1 WHEN 'D' THEN 1048576 ELSE 0 END) OVER history
-               >> 20 AS draws
-      FROM results
-    WINDOW history AS (PARTITION BY player_id ORDER BY match_date, match_id
-                       ROWS UNBOUNDED PRECEDING)
-  ) counted
+    SELECT counted.*, counts & 1048575 AS wins, counts >> 20 AS draws
+      FROM (
+        SELECT results.*, row_number() OVER history AS seq,
+               sum(CASE result WHEN 'W' THEN 1 WHEN 'D' THEN 1048576 ELSE 0 END) OVER history
+                   AS counts
+          FROM results
+        WINDOW history AS (PARTITION BY player_id ORDER BY match_date, match_id
+                           ROWS UNBOUNDED PRECEDING)
+      ) counted
+  ) split
 """
 
 # Each player's record per season half (one pass over the results, shared by the seven tables
