@@ -68,7 +68,13 @@ def test_a_run_canceled_half_way_keeps_completed_work(
         },
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "sync_assets_tests.steam.run_worker", json.dumps(run_config)],
+        [
+            sys.executable,
+            "-m",
+            "sync_assets_tests.run_job",
+            "steam_sync_job",
+            json.dumps(run_config),
+        ],
         cwd=REPO,
         env={**os.environ, "DAGSTER_HOME": str(home)},
         stdout=subprocess.PIPE,

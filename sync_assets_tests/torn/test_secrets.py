@@ -87,7 +87,13 @@ def test_no_key_leaks_from_a_retrying_failing_run(torn, database_url, pg_instanc
     }
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     process = subprocess.run(
-        [sys.executable, "-m", "sync_assets_tests.torn.run_job", json.dumps(run_config)],
+        [
+            sys.executable,
+            "-m",
+            "sync_assets_tests.run_job",
+            "user_sync_job",
+            json.dumps(run_config),
+        ],
         capture_output=True,
         text=True,
         env=env,
