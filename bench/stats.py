@@ -72,10 +72,9 @@ def materialize_tables(url: str) -> float:
     os.environ["DATABASE_URL"] = url
     os.environ.pop("NEXT_PUBLIC_APP_URL", None)  # no app to revalidate: pure compute
     resources = {"stats_db": StatsDatabase(schema_name="stats"), "stats_app": ClubAppResource()}
+    instance = dg.DagsterInstance.ephemeral()  # the daemon's instance exists before a run
     started = time.monotonic()
-    result = dg.materialize(
-        STATS_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral()
-    )
+    result = dg.materialize(STATS_ASSETS, resources=resources, instance=instance)
     elapsed = time.monotonic() - started
     if not result.success or len(result.get_asset_materialization_events()) != 11:
         raise RuntimeError("the stats tables did not all materialize")
