@@ -568,40 +568,27 @@ def _apply_difference(
     """
     if spec.key:
         return _apply_keyed_difference(conn, spec, target, fresh)
-    key = spec.key or spec.columns
-    rest = [c for c in spec.columns if c not in spec.key] if spec.key else []
-
-    def on(left: str, right: str, names: list[str] | tuple[str, ...], op: str) -> sql.Composable:
-        return sql.SQL(" AND ").join(
-            sql.SQL("{} " + op + " {}").format(sql.Identifier(left, c), sql.Identifier(right, c))
-            for c in names
-        )
-
-    # Keys are never null, so `=` (hashable); whole rows may hold nulls, so IS NOT DISTINCT.
-    key_op = "=" if spec.key else "IS NOT DISTINCT FROM"
-    unchanged = on("n", "t", key, key_op)
-    if rest:
-        unchanged = sql.SQL("{} AND ROW({}) IS NOT DISTINCT FROM ROW({})").format(
-            unchanged,
-            sql.SQL(", ").join(sql.Identifier("n", c) for c in rest),
-            sql.SQL(", ").join(sql.Identifier("t", c) for c in rest),
-        )
+    # Whole rows may hold nulls, so rows match with IS NOT DISTINCT FROM on every column.
+    same = sql.SQL(" AND ").join(
+        sql.SQL("{} IS NOT DISTINCT FROM {}").format(sql.Identifier("n", c), sql.Identifier("t", c))
+        for c in spec.columns
+    )
     removed = conn.execute(
         sql.SQL("DELETE FROM {t} t WHERE NOT EXISTS (SELECT 1 FROM {n} n WHERE {same})").format(
-            t=target, n=fresh, same=unchanged
+            t=target, n=fresh, same=same
         )
     ).rowcount
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
     added = conn.execute(
         sql.SQL(
             "INSERT INTO {t} ({c}) SELECT {nc} FROM {n} n"
-            " WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {present})"
+            " WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {same})"
         ).format(
             t=target,
             c=columns,
             nc=sql.SQL(", ").join(sql.Identifier("n", c) for c in spec.columns),
             n=fresh,
-            present=on("n", "t", key, key_op),
+            same=same,
         )
     ).rowcount
     return removed, added
