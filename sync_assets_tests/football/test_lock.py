@@ -11,6 +11,7 @@ import dagster as dg
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.football.assets import LOCK_NAME
 from sync_assets_tests.football.conftest import counts, failure_message, metadata, sync
+from sync_assets_tests.processes import wait_for
 
 DB = PostgresResource(schema_name="football", url_setting="FOOTBALL_DATABASE_URL")
 
@@ -71,9 +72,7 @@ def test_two_syncs_started_together_never_overlap(football, database_url) -> Non
 
     first = threading.Thread(target=run, args=("first",))
     first.start()
-    deadline = time.monotonic() + 30
-    while not football.recorded("/football/countries") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: football.recorded("/football/countries"), 30, "the first sync", every=0.05)
     run("second")
     first.join()
     materialized = {

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from sync_assets.sandbox import steam as sandbox
+from sync_assets_tests.processes import wait_for
 from sync_assets_tests.steam.conftest import configure, query
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,16 +31,6 @@ def _dagster_home(tmp_path: Path, pg_url: str) -> Path:
     config = {"storage": {"postgres": {"postgres_url": pg_url}}}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize(
@@ -82,7 +72,7 @@ def test_a_run_canceled_half_way_keeps_completed_work(
         text=True,
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: (
                 query(database_url, "SELECT count(*) FROM app_sync_status")[0][0] >= 40
                 if query(database_url, "SELECT to_regclass('steam.app_sync_status')")[0][0]
@@ -90,6 +80,7 @@ def test_a_run_canceled_half_way_keeps_completed_work(
             ),
             timeout=60,
             what="a few committed chunks",
+            every=0.1,
         )
         [run] = pg_instance.get_runs()
         if how == "ui_cancel":

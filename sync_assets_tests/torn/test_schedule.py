@@ -23,7 +23,21 @@ from sync_assets.core import embedded
 from sync_assets.torn import defs
 from sync_assets.torn.assets import FAILED_SHARE_CHECK
 from sync_assets_tests.conftest import create_database
+from sync_assets_tests.processes import wait_for
 from sync_assets_tests.torn.conftest import configure, failure_text, query, seed
+
+
+def started_sync(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """The user sync runs once one has started (within 30 s)."""
+    return wait_for(
+        lambda: instance.get_runs(
+            filters=dg.RunsFilter(job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED])
+        ),
+        30,
+        "the sync to start",
+        every=0.05,
+    )
+
 
 TICK = dt.datetime(2026, 1, 2, 5, 0, tzinfo=dt.UTC)
 
@@ -105,14 +119,7 @@ def test_a_tick_while_a_sync_runs_is_skipped(torn, database_url, instance) -> No
 
     thread = threading.Thread(target=run)
     thread.start()
-    deadline = time.monotonic() + 30
-    running: list[dg.DagsterRun] = []
-    while not running and time.monotonic() < deadline:
-        running = instance.get_runs(
-            filters=dg.RunsFilter(job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED])
-        )
-        time.sleep(0.05)
-    assert running, "the sync never started"
+    running = started_sync(instance)
     skipped = _tick(instance)
     thread.join(timeout=60)
     assert outcome == {"success": True}
@@ -169,14 +176,7 @@ def test_a_canceled_sync_stops_and_keeps_the_users_it_fetched(torn, database_url
 
     thread = threading.Thread(target=run)
     thread.start()
-    deadline = time.monotonic() + 30
-    running: list[dg.DagsterRun] = []
-    while not running and time.monotonic() < deadline:
-        running = instance.get_runs(
-            filters=dg.RunsFilter(job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED])
-        )
-        time.sleep(0.05)
-    assert running, "the sync never started"
+    running = started_sync(instance)
     time.sleep(0.5)
     instance.report_run_canceling(running[0], message="canceled from the test")
     thread.join(timeout=60)
