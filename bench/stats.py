@@ -84,14 +84,14 @@ def materialize_tables(url: str) -> float:
 def refresh_direct(url: str, connections: int) -> float:
     """The same eleven without Dagster, over `connections` connections."""
     from sync_assets.stats import computations
-    from sync_assets.stats.refresh import refresh_concurrently
+    from sync_assets.stats.refresh import refresh_tables
     from sync_assets.stats.resources import StatsDatabase
 
     os.environ["DATABASE_URL"] = url
     names = [t.name for t in computations.TABLES]
     started = time.monotonic()
     outcomes = list(
-        refresh_concurrently(StatsDatabase(schema_name="stats"), names, connections=connections)
+        refresh_tables(StatsDatabase(schema_name="stats"), names, connections=connections)
     )
     if any(o.error for o in outcomes):
         raise RuntimeError(f"a table failed: {[o.error for o in outcomes if o.error]}")

@@ -15,7 +15,7 @@ from sync_assets.core.settings import MissingSettingError
 from sync_assets.stats import computations
 from sync_assets.stats.club_checks import CLUB_KEYS
 from sync_assets.stats.computations import TABLES, ClubTablesMissingError
-from sync_assets.stats.refresh import TableOutcome, refresh_concurrently
+from sync_assets.stats.refresh import TableOutcome, refresh_tables
 from sync_assets.stats.resources import ClubAppResource, StatsDatabase
 
 RETRY_POLICY = dg.RetryPolicy(
@@ -129,7 +129,7 @@ def stats_tables(
     try:
         stats_app.check_settings()
         ensure_schema(stats_db)
-        outcomes = refresh_concurrently(stats_db, names, connections=stats_db.refresh_connections)
+        outcomes = refresh_tables(stats_db, names, connections=stats_db.refresh_connections)
         failed: dict[str, str] = {}
         for outcome in outcomes:
             if outcome.error is not None:

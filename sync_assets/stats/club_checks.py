@@ -94,7 +94,7 @@ def _build_check(rule: ClubRule) -> dg.AssetChecksDefinition:
         app = stats_db.app_schema_name()
         offending = sql.SQL(rule.offending_rows).format(app=sql.Identifier(app))  # type: ignore[arg-type]
         with stats_db.connect() as conn:
-            check_club_tables(conn, app)
+            check_club_tables(conn.cursor(), app)
             count = conn.execute(
                 sql.SQL("SELECT count(*) FROM ({}) o").format(offending)
             ).fetchone()[0]  # type: ignore[index]

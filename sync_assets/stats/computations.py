@@ -1,50 +1,74 @@
-"""The eleven aggregates as set-based SQL, and the atomic replacement of a stats table.
+"""The eleven aggregates, computed in DuckDB from one copy of the club's tables.
 
-Every refresh runs in one transaction: the club's valid results are gathered once into the
-temp table `club_results` (one row per player per valid match, with the player's result, points
-and position in his own history), each aggregate is computed from it into a temp table, and the
-stats table is brought to exactly those rows by deleting the rows that went and inserting the
-rows that came (readers keep seeing the old contents until the commit and never wait; rows that
-did not change are not rewritten, so a re-run with nothing new writes nothing).
+A refresh copies the four club tables out of PostgreSQL in one snapshot (`load_club`), gathers
+the valid results once into `club_results` (one row per player per valid match, with the
+player's result, points and position in his own history), derives the shared `club_totals`
+(records per season half) and `club_elo` (ratings), and computes each table from them
+(`compute_table`). `refresh.py` then brings each PostgreSQL table to exactly those rows.
 
 A match is left out whole when its rows contradict each other: a score that is missing or
 negative, a player with negative or missing goals or a team other than A/B, a player listed
 twice (on both teams), or a side with no players. Player rows for a match or a player that does
-not exist are left out. The club-table asset checks (`checks.py`) report the same cases.
+not exist are left out. The club-table asset checks (`club_checks.py`) report the same cases.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
+import duckdb
 import psycopg
-from psycopg import sql
+import psycopg2.extensions
+from psycopg2 import sql
 
+from sync_assets.core.pg_bulk import copy_out
 from sync_assets.core.postgres import PostgresResource
+from sync_assets.stats.elo import elo_ratings
 
 
 class ClubTablesMissingError(RuntimeError):
     """The app's tables are not where STATS_APP_SCHEMA says they are."""
 
 
-CLUB_TABLES = ("players", "seasons", "matches", "player_matches")
+# The club's columns the aggregates read, with their DuckDB types.
+CLUB_COLUMNS: dict[str, dict[str, str]] = {
+    "players": {
+        "player_id": "BIGINT",
+        "name": "VARCHAR",
+        "is_ringer": "BOOLEAN",
+        "is_retired": "BOOLEAN",
+    },
+    "seasons": {"season_id": "BIGINT", "start_date": "DATE", "end_date": "DATE"},
+    "matches": {
+        "match_id": "BIGINT",
+        "match_date": "DATE",
+        "season_id": "BIGINT",
+        "team_a_score": "INTEGER",
+        "team_b_score": "INTEGER",
+    },
+    "player_matches": {
+        "match_id": "BIGINT",
+        "player_id": "BIGINT",
+        "team": "VARCHAR",
+        "goals": "INTEGER",
+    },
+}
+CLUB_TABLES = tuple(CLUB_COLUMNS)
 
 BAD_MATCHES = """
-SELECT m.match_id FROM {app}.matches m
+SELECT m.match_id FROM matches m
  WHERE m.team_a_score IS NULL OR m.team_b_score IS NULL
     OR m.team_a_score < 0 OR m.team_b_score < 0 OR m.match_date IS NULL
 UNION
-SELECT pm.match_id FROM {app}.player_matches pm
+SELECT pm.match_id FROM player_matches pm
  GROUP BY pm.match_id
 HAVING bool_or(pm.goals IS NULL OR pm.goals < 0 OR pm.team IS NULL OR pm.team NOT IN ('A', 'B'))
-    {duplicates}
+    OR count(*) <> count(DISTINCT pm.player_id)
     OR count(*) FILTER (WHERE pm.team = 'A') = 0
     OR count(*) FILTER (WHERE pm.team = 'B') = 0
 """
-
-DUPLICATE_PLAYERS = "OR count(*) <> count(DISTINCT pm.player_id)"
 
 # One sort of every row by the player's own history (match_date, match_id) gives `seq` (his
 # position in it) and, from one running sum packing his wins so far into the low 20 bits and his
@@ -53,17 +77,17 @@ DUPLICATE_PLAYERS = "OR count(*) <> count(DISTINCT pm.player_id)"
 # result he had so far is constant along a streak, so (player_id, result, run) is one streak;
 # `losses_so_far` is constant along an unbeaten run.
 CLUB_RESULTS = """
-CREATE TEMP TABLE club_results AS
-WITH bad AS ({bad}),
+CREATE TABLE club_results AS
+WITH bad AS (BAD_MATCHES),
 rows AS (
     SELECT pm.match_id, m.match_date, m.season_id, pm.player_id, p.idx, pm.team, pm.goals,
            CASE pm.team WHEN 'A' THEN m.team_a_score ELSE m.team_b_score END AS goals_for,
            CASE pm.team WHEN 'A' THEN m.team_b_score ELSE m.team_a_score END AS goals_against
-      FROM {app}.player_matches pm
-      JOIN {app}.matches m ON m.match_id = pm.match_id
+      FROM player_matches pm
+      JOIN matches m ON m.match_id = pm.match_id
       -- idx: the player's number (1, 2, ...), where Elo keeps his rating in an array
       JOIN (SELECT player_id, row_number() OVER (ORDER BY player_id) AS idx
-              FROM {app}.players) p ON p.player_id = pm.player_id
+              FROM players) p ON p.player_id = pm.player_id
      WHERE NOT EXISTS (SELECT 1 FROM bad WHERE bad.match_id = pm.match_id)
 ),
 results AS (
@@ -82,26 +106,27 @@ SELECT match_id, match_date, season_id, player_id, idx, team, goals, goals_for, 
     SELECT counted.*, counts & 1048575 AS wins, counts >> 20 AS draws
       FROM (
         SELECT results.*, row_number() OVER history AS seq,
-               sum(CASE result WHEN 'W' THEN 1 WHEN 'D' THEN 1048576 ELSE 0 END) OVER history
-                   AS counts
+               (sum(CASE result WHEN 'W' THEN 1 WHEN 'D' THEN 1048576 ELSE 0 END)
+                   OVER history)::BIGINT AS counts
           FROM results
         WINDOW history AS (PARTITION BY player_id ORDER BY match_date, match_id
                            ROWS UNBOUNDED PRECEDING)
       ) counted
   ) split
-"""
+""".replace("BAD_MATCHES", BAD_MATCHES)
 
 # Each player's record per season half (one pass over the results, shared by the seven tables
 # that aggregate records): `in_season` is false for matches whose season has no row (they count
 # in all-time tables only), and then `half` is null.
 CLUB_TOTALS = """
-CREATE TEMP TABLE club_totals AS
+CREATE TABLE club_totals AS
 SELECT r.season_id, s.season_id IS NOT NULL AS in_season,
        (CASE WHEN s.season_id IS NULL THEN NULL
-             WHEN r.match_date <= s.start_date + (s.end_date - s.start_date) / 2 THEN 1
-             ELSE 2 END)::smallint AS half,
+             WHEN r.match_date <= s.start_date + ((s.end_date - s.start_date) // 2)::INTEGER
+             THEN 1
+             ELSE 2 END)::SMALLINT AS half,
        r.player_id, {record_counts}, max(r.goals) AS most_goals
-  FROM club_results r LEFT JOIN {app}.seasons s ON s.season_id = r.season_id
+  FROM club_results r LEFT JOIN seasons s ON s.season_id = r.season_id
  GROUP BY r.season_id, s.season_id, half, r.player_id
 """
 
@@ -134,15 +159,19 @@ def streaks(condition: str, streak: str) -> str:
     return STREAKS.replace("{condition}", condition).replace("{streak}", streak)
 
 
-def fragments(app_schema: str) -> dict[str, sql.Composable]:
-    """The pieces the queries share, and the app's schema as a quoted identifier."""
-    return {
-        "app": sql.Identifier(app_schema),
-        "record_counts": sql.SQL(RECORD_COUNTS),  # type: ignore[arg-type]
-        "summed_counts": sql.SQL(SUMMED_COUNTS),  # type: ignore[arg-type]
-        "win_streaks": sql.SQL(streaks("result = 'W'", "run")),  # type: ignore[arg-type]
-        "unbeaten_streaks": sql.SQL(streaks("result <> 'L'", "losses_so_far")),  # type: ignore[arg-type]
-    }
+FRAGMENTS = {
+    "{record_counts}": RECORD_COUNTS,
+    "{summed_counts}": SUMMED_COUNTS,
+    "{win_streaks}": streaks("result = 'W'", "run"),
+    "{unbeaten_streaks}": streaks("result <> 'L'", "losses_so_far"),
+}
+
+
+def render(query: str) -> str:
+    """A query with the shared fragments in place."""
+    for name, fragment in FRAGMENTS.items():
+        query = query.replace(name, fragment)
+    return query
 
 
 @dataclass(frozen=True)
@@ -295,11 +324,11 @@ TABLES: tuple[TableSpec, ...] = (
                       FILTER (WHERE r.team = 'A'),
                   array_agg(p.name ORDER BY r.goals DESC, p.name, p.player_id)
                       FILTER (WHERE r.team = 'B'),
-                  -- one jsonb conversion per match (not per scorer): an array of `scorer`s
-                  coalesce(to_jsonb(array_agg(ROW(r.player_id, p.name, r.goals)::scorer
-                                              ORDER BY r.goals DESC, p.name, p.player_id)
-                                    FILTER (WHERE r.goals > 0)), '[]'::jsonb)
-             FROM club_results r JOIN {app}.players p ON p.player_id = r.player_id
+                  list_filter(list({'player_id': r.player_id, 'player': p.name,
+                                    'goals': r.goals}
+                                   ORDER BY r.goals DESC, p.name, p.player_id),
+                              lambda s: s.goals > 0)
+             FROM club_results r JOIN players p ON p.player_id = r.player_id
             GROUP BY r.match_id, r.match_date, r.season_id""",
         key=("match_id",),
     ),
@@ -379,7 +408,7 @@ TABLES: tuple[TableSpec, ...] = (
                    coalesce(p.is_retired, false), coalesce(c.games, 0), coalesce(c.goals, 0),
                    coalesce(c.points, 0), c.win_pct, coalesce(c.seasons_played, 0),
                    st.current_streak, coalesce(e.rating, 1000)
-              FROM {app}.players p
+              FROM players p
               LEFT JOIN career c ON c.player_id = p.player_id
               LEFT JOIN streak st ON st.player_id = p.player_id
               LEFT JOIN elo e ON e.player_id = p.player_id""",
@@ -394,7 +423,7 @@ TABLES: tuple[TableSpec, ...] = (
         """SELECT r.season_id, r.player_id, r.match_id, r.match_date,
                   (sum(r.points) OVER (PARTITION BY r.season_id, r.player_id ORDER BY r.seq
                                        ROWS UNBOUNDED PRECEDING))::integer
-             FROM club_results r JOIN {app}.seasons s ON s.season_id = r.season_id""",
+             FROM club_results r JOIN seasons s ON s.season_id = r.season_id""",
         key=("season_id", "player_id", "match_id"),
     ),
     TableSpec(
@@ -440,15 +469,13 @@ def apply_schema(db: PostgresResource) -> None:
     db.apply_ddl(resources.files("sync_assets.stats").joinpath("schema.sql").read_text())
 
 
-def check_club_tables(conn: psycopg.Connection, app_schema: str) -> None:
+def check_club_tables(cur: psycopg.Cursor | psycopg2.extensions.cursor, app_schema: str) -> None:
     """Fail with one line naming the missing club tables and where they were looked for."""
-    found = {
-        row[0]
-        for row in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-            (app_schema,),
-        )
-    }
+    cur.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+        (app_schema,),
+    )
+    found = {row[0] for row in cur.fetchall()}
     missing = [name for name in CLUB_TABLES if name not in found]
     if missing:
         raise ClubTablesMissingError(
@@ -457,208 +484,100 @@ def check_club_tables(conn: psycopg.Connection, app_schema: str) -> None:
         )
 
 
-def has_match_player_key(conn: psycopg.Connection, app_schema: str) -> bool:
-    """Whether player_matches has a unique index on exactly (match_id, player_id)."""
-    row = conn.execute(
-        """
-        SELECT EXISTS (
-            SELECT 1 FROM pg_index i
-              JOIN pg_class c ON c.oid = i.indrelid
-              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = %s AND c.relname = 'player_matches' AND i.indisunique
-               AND i.indnatts = 2 AND i.indpred IS NULL
-               AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
-                      FROM pg_attribute a
-                     WHERE a.attrelid = c.oid AND a.attnum = ANY(i.indkey))
-                   = ARRAY['match_id', 'player_id'])
-        """,
-        (app_schema,),
+def load_club(
+    pg: psycopg2.extensions.connection, duck: duckdb.DuckDBPyConnection, app: str, folder: Path
+) -> int:
+    """Copy the club's tables into DuckDB in one snapshot; return player_matches' row count.
+
+    Raises ClubTablesMissingError, naming them, when the club's tables are not in `app`.
+    """
+    pg.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    try:
+        with pg.cursor() as cur:
+            check_club_tables(cur, app)
+            for table, columns in CLUB_COLUMNS.items():
+                path = folder / f"club_{table}.csv"
+                copy_out(cur, _club_query(pg, app, table, columns), path)
+                duck.execute(f"CREATE OR REPLACE TABLE {table} AS {read_csv(columns)}", [str(path)])
+                path.unlink()
+        pg.commit()
+    finally:
+        pg.rollback()
+        pg.set_session(isolation_level="DEFAULT", readonly="DEFAULT")
+    row = duck.execute("SELECT count(*) FROM player_matches").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _club_query(
+    pg: psycopg2.extensions.connection, app: str, table: str, columns: dict[str, str]
+) -> str:
+    selected = [
+        sql.SQL("{}::int").format(sql.Identifier(name))
+        if kind == "BOOLEAN"  # t/f out of PostgreSQL, 1/0 into DuckDB
+        else sql.Identifier(name)
+        for name, kind in columns.items()
+    ]
+    return (
+        sql.SQL("SELECT {} FROM {}.{}")
+        .format(sql.SQL(", ").join(selected), sql.Identifier(app), sql.Identifier(table))
+        .as_string(pg)
+    )
+
+
+def read_csv(columns: dict[str, str]) -> str:
+    """A DuckDB query reading PostgreSQL CSV (the path is its one parameter) as `columns`."""
+    types = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
+    return (
+        f"SELECT * FROM read_csv(?, columns = {{{types}}}, header = false, auto_detect = false,"
+        " delim = ',', quote = '\"', escape = '\"', allow_quoted_nulls = false)"
+    )
+
+
+def build_shared(duck: duckdb.DuckDBPyConnection) -> int:
+    """Gather the valid results and the per-half records; return the valid rows' count."""
+    duck.execute("DROP TABLE IF EXISTS club_results")
+    duck.execute(CLUB_RESULTS)
+    duck.execute("DROP TABLE IF EXISTS club_totals")
+    duck.execute(render(CLUB_TOTALS))
+    duck.execute("DROP TABLE IF EXISTS club_elo")
+    row = duck.execute("SELECT count(*) FROM club_results").fetchone()
+    return int(row[0]) if row else 0
+
+
+def build_elo(duck: duckdb.DuckDBPyConnection) -> None:
+    """Rate every valid match in order into `club_elo` (player_id, rating, matches_rated)."""
+    players = duck.execute("SELECT coalesce(max(idx), 0) FROM club_results").fetchone()
+    matches = duck.execute(
+        """SELECT list(idx ORDER BY idx) FILTER (WHERE team = 'A'),
+                  list(idx ORDER BY idx) FILTER (WHERE team = 'B'),
+                  max(goals_for) FILTER (WHERE team = 'A'),
+                  max(goals_for) FILTER (WHERE team = 'B')
+             FROM club_results GROUP BY match_date, match_id ORDER BY match_date, match_id"""
+    )
+    ratings = elo_ratings(iter(lambda: matches.fetchmany(10_000), []), int(players[0]))  # type: ignore[index]
+    duck.execute("DROP TABLE IF EXISTS club_elo")
+    duck.execute(
+        """CREATE TABLE club_elo AS
+           SELECT r.player_id, ratings[min(r.idx)] AS rating, count(*)::INTEGER AS matches_rated
+             FROM club_results r, (SELECT ?::DOUBLE[] AS ratings)
+            GROUP BY r.player_id, ratings""",
+        [ratings[1:]],  # DuckDB lists count from 1, like the player numbers
+    )
+
+
+def compute_table(duck: duckdb.DuckDBPyConnection, spec: TableSpec) -> str:
+    """Compute `spec` into the DuckDB table `new_<name>` (replaced); return that name."""
+    if "club_elo" in spec.query and not _has_table(duck, "club_elo"):
+        build_elo(duck)
+    name = f"new_{spec.name}"
+    columns = ", ".join(f'"{c}"' for c in spec.columns)
+    duck.execute(f"CREATE OR REPLACE TABLE {name} ({columns}) AS {render(spec.query)}")
+    return name
+
+
+def _has_table(duck: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = duck.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
+        [name],
     ).fetchone()
     return bool(row and row[0])
-
-
-def tune_session(conn: psycopg.Connection) -> None:
-    """Settings for a connection that refreshes stats tables (its own; closed afterwards)."""
-    # Sorts and hashes of a million rows stay in memory; JIT costs more than it saves here.
-    with conn.transaction():
-        conn.execute("SET work_mem = '256MB'")
-        conn.execute("SET jit = off")
-    try:
-        # Temp tables live in local buffers: at 200x club_results is ~100 MB, so room for it
-        # and a table being rebuilt (settable only before the session's first temp table).
-        with conn.transaction():
-            conn.execute("SET temp_buffers = '512MB'")
-    except psycopg.errors.InvalidParameterValue:
-        pass
-
-
-def prepare_club_results(conn: psycopg.Connection, app_schema: str) -> int:
-    """Gather the valid results into the session's temp table `club_results` (replacing an
-    earlier one, and the Elo ratings computed from it); return its row count."""
-    check_club_tables(conn, app_schema)
-    conn.execute("DROP TABLE IF EXISTS club_results, club_totals, club_elo")
-    app = sql.Identifier(app_schema)
-    # A player listed twice in a match (on both teams) is impossible when the app's table keys
-    # (match_id, player_id); only without that key is the costlier distinct count needed.
-    duplicates = sql.SQL("" if has_match_player_key(conn, app_schema) else DUPLICATE_PLAYERS)
-    bad = sql.SQL(BAD_MATCHES).format(app=app, duplicates=duplicates)  # type: ignore[arg-type]
-    rows = conn.execute(sql.SQL(CLUB_RESULTS).format(bad=bad, app=app)).rowcount  # type: ignore[arg-type]
-    conn.execute("ANALYZE club_results")
-    return rows
-
-
-def replace_table(conn: psycopg.Connection, spec: TableSpec, app_schema: str) -> RefreshCounts:
-    """Compute `spec` from `club_results` and replace its table with the result.
-
-    Runs inside the caller's transaction, after `prepare_club_results`.
-    """
-    started = time.monotonic()
-    _derive(conn, spec, app_schema)
-    target = sql.Identifier(spec.name)
-    # One writer per table at a time (a UI run and a queue run, or two deployments); readers
-    # are not blocked by this lock mode.
-    conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
-    fresh = sql.Identifier(f"_new_{spec.name}")
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
-    query = sql.SQL(spec.query).format(**fragments(app_schema))  # type: ignore[arg-type]
-    empty = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(target)).fetchone()
-    if empty and empty[0]:
-        # A first refresh (or after a truncate): nothing to compare, so no staging table.
-        added = conn.execute(
-            sql.SQL("INSERT INTO {t} ({c}) SELECT * FROM ({query}) q").format(
-                t=target, c=columns, query=query
-            )
-        ).rowcount
-        return RefreshCounts(spec.name, added, added, 0, time.monotonic() - started)
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {n} ON COMMIT DROP AS SELECT * FROM ({query}) q ({c})").format(
-            n=fresh, query=query, c=columns
-        )
-    )
-    removed, added = _apply_difference(conn, spec, target, fresh)
-    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(fresh)).fetchone()[0]  # type: ignore[index]
-    conn.execute(sql.SQL("DROP TABLE {}").format(fresh))
-    return RefreshCounts(spec.name, rows, added, removed, time.monotonic() - started)
-
-
-def _derive(conn: psycopg.Connection, spec: TableSpec, app_schema: str) -> None:
-    """Create the session's shared intermediate tables this table reads, once per snapshot."""
-    if "club_totals" in spec.query and not _exists(conn, "club_totals"):
-        totals = sql.SQL(CLUB_TOTALS).format(**fragments(app_schema))  # type: ignore[arg-type]
-        conn.execute(totals)
-        conn.execute("ANALYZE club_totals")
-    if "club_elo" in spec.query:
-        # Elo is sequential and the costliest step: once per snapshot, shared by two tables.
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS club_elo AS SELECT * FROM elo_ratings()")
-
-
-def _exists(conn: psycopg.Connection, temp_table: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"pg_temp.{temp_table}",)).fetchone()
-    return bool(row and row[0])
-
-
-def _apply_difference(
-    conn: psycopg.Connection, spec: TableSpec, target: sql.Identifier, fresh: sql.Identifier
-) -> tuple[int, int]:
-    """Make the target hold exactly the new rows: delete the rows that went or changed, then
-    insert the rows that are not there. Rows that did not change are not touched.
-
-    Rows are matched on the table's key and compared on the other columns; a table without a
-    key compares whole rows (only the small honours table).
-    """
-    if spec.key:
-        return _apply_keyed_difference(conn, spec, target, fresh)
-    # Whole rows may hold nulls, so rows match with IS NOT DISTINCT FROM on every column.
-    same = sql.SQL(" AND ").join(
-        sql.SQL("{} IS NOT DISTINCT FROM {}").format(sql.Identifier("n", c), sql.Identifier("t", c))
-        for c in spec.columns
-    )
-    removed = conn.execute(
-        sql.SQL("DELETE FROM {t} t WHERE NOT EXISTS (SELECT 1 FROM {n} n WHERE {same})").format(
-            t=target, n=fresh, same=same
-        )
-    ).rowcount
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
-    added = conn.execute(
-        sql.SQL(
-            "INSERT INTO {t} ({c}) SELECT {nc} FROM {n} n"
-            " WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {same})"
-        ).format(
-            t=target,
-            c=columns,
-            nc=sql.SQL(", ").join(sql.Identifier("n", c) for c in spec.columns),
-            n=fresh,
-            same=same,
-        )
-    ).rowcount
-    return removed, added
-
-
-def _apply_keyed_difference(
-    conn: psycopg.Connection, spec: TableSpec, target: sql.Identifier, fresh: sql.Identifier
-) -> tuple[int, int]:
-    """One full join of the new rows with the current ones on the key finds every row that
-    went, came or changed (usually few); then only those are deleted and inserted."""
-    changes = sql.Identifier(f"_changes_{spec.name}")
-    rest = [c for c in spec.columns if c not in spec.key]
-
-    def cols(alias: str, names: list[str] | tuple[str, ...]) -> sql.Composable:
-        return sql.SQL(", ").join(sql.Identifier(alias, c) for c in names)
-
-    def old(name: str) -> sql.Identifier:
-        return sql.Identifier(f"_old_{name}")
-
-    matched = sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(sql.Identifier("n", c), sql.Identifier("t", c)) for c in spec.key
-    )
-    differs = sql.SQL("{} IS NULL OR {} IS NULL").format(
-        sql.Identifier("n", spec.key[0]), sql.Identifier("t", spec.key[0])
-    )
-    if rest:
-        differs = sql.SQL("{} OR ROW({}) IS DISTINCT FROM ROW({})").format(
-            differs, cols("n", rest), cols("t", rest)
-        )
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE {changes} ON COMMIT DROP AS SELECT {old}, {new}"
-            " FROM {n} n FULL JOIN {t} t ON {matched} WHERE {differs}"
-        ).format(
-            changes=changes,
-            old=sql.SQL(", ").join(
-                sql.SQL("{} AS {}").format(sql.Identifier("t", c), old(c)) for c in spec.key
-            ),
-            new=cols("n", spec.columns),
-            n=fresh,
-            t=target,
-            matched=matched,
-            differs=differs,
-        )
-    )
-    removed = conn.execute(
-        sql.SQL("DELETE FROM {t} t USING {changes} c WHERE {same}").format(
-            t=target,
-            changes=changes,
-            same=sql.SQL(" AND ").join(
-                sql.SQL("{} = {}").format(sql.Identifier("c", f"_old_{c}"), sql.Identifier("t", c))
-                for c in spec.key
-            ),
-        )
-    ).rowcount
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
-    added = conn.execute(
-        sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {changes} WHERE {k} IS NOT NULL").format(
-            t=target, c=columns, changes=changes, k=sql.Identifier(spec.key[0])
-        )
-    ).rowcount
-    conn.execute(sql.SQL("DROP TABLE {}").format(changes))
-    return removed, added
-
-
-def refresh_tables(
-    conn: psycopg.Connection, names: list[str] | tuple[str, ...], app_schema: str
-) -> list[RefreshCounts]:
-    """Refresh several tables in one transaction on one connection (the tests' reference)."""
-    tune_session(conn)
-    with conn.transaction():
-        prepare_club_results(conn, app_schema)
-        return [replace_table(conn, TABLES_BY_NAME[name], app_schema) for name in names]

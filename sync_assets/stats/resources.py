@@ -33,8 +33,14 @@ class StatsDatabase(PostgresResource):
     refresh_connections: int = Field(
         default=2,
         ge=1,
-        description="Connections replacing tables at once (each gathers the club's results "
-        "from the same snapshot); about one per core of the database server",
+        description="Tables computed and written back at once, each over its own connection; "
+        "about the number of cores here",
+    )
+
+    duckdb_memory_limit: str = Field(
+        default="1GB",
+        description="Memory DuckDB may hold while computing the tables; beyond it, it spills "
+        "to disk under .sync_assets/duckdb-spill",
     )
 
     def app_schema_name(self) -> str:

@@ -31,6 +31,7 @@ from typing import IO, Any
 import duckdb
 import pyarrow.parquet as pq
 
+from sync_assets.core.analytics import duckdb_connection, ident, literal
 from sync_assets.core.redaction import redact
 from sync_assets.streams.models import REF_COLUMN, DataModel, FieldMapping
 
@@ -124,16 +125,6 @@ class TransformResult:
     @property
     def rejected_fraction(self) -> float:
         return self.rows_rejected / self.rows_read if self.rows_read else 0.0
-
-
-def ident(name: str) -> str:
-    """A DuckDB identifier: always quoted, embedded quotes doubled (never executed)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A DuckDB string literal (standard SQL quoting, no backslash escapes)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 # --- the reference implementation of `$_ref` -------------------------------------------------
@@ -401,19 +392,9 @@ def _inspect(
 
 
 def connect(settings: EngineSettings) -> duckdb.DuckDBPyConnection:
-    config: dict[str, Any] = {"memory_limit": settings.memory_limit}
-    if settings.threads:
-        config["threads"] = settings.threads
-    if settings.temp_dir:
-        settings.temp_dir.mkdir(parents=True, exist_ok=True)
-        config["temp_directory"] = str(settings.temp_dir)
-    con = duckdb.connect(":memory:", config=config)
-    # Timestamps without an offset are UTC, whatever the machine's zone.
-    con.execute("SET TimeZone = 'UTC'")
-    # Rows need not keep the source's order (`$_ref` identifies them): the writers then run
-    # in parallel and need not hold batches back for ordering, which also caps memory.
-    con.execute("SET preserve_insertion_order = false")
-    return con
+    return duckdb_connection(
+        settings.memory_limit, threads=settings.threads, temp_dir=settings.temp_dir
+    )
 
 
 def _empty_output(

@@ -13,7 +13,10 @@ import pytest
 
 from sync_assets.sandbox import club as club_sandbox
 from sync_assets.sandbox.server import SandboxServer
+from sync_assets.stats import computations
 from sync_assets.stats import defs as stats_defs
+from sync_assets.stats.computations import RefreshCounts
+from sync_assets.stats.refresh import refresh_tables
 from sync_assets.stats.resources import ClubAppResource, StatsDatabase
 from sync_assets_tests.conftest import point_at, serve_providers
 
@@ -99,6 +102,15 @@ def resources(**overrides: Any) -> dict[str, Any]:
 
 def stats_db() -> StatsDatabase:
     return StatsDatabase(schema_name="stats", url_setting="STATS_DATABASE_URL")
+
+
+def refresh_all() -> dict[str, RefreshCounts]:
+    """Create the stats tables if needed and refresh all eleven; fail on any table's error."""
+    db = stats_db()
+    computations.apply_schema(db)
+    outcomes = list(refresh_tables(db, [t.name for t in computations.TABLES]))
+    assert [(o.name, o.error) for o in outcomes if o.error] == []
+    return {o.name: o.counts for o in outcomes if o.counts}
 
 
 def query(url: str, text: str, params: Any = None) -> list[tuple]:

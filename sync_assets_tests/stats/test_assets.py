@@ -12,7 +12,7 @@ from sync_assets.sandbox import club as club_sandbox
 from sync_assets.stats.assets import STATS_ASSETS
 from sync_assets.stats.club_checks import CLUB_CHECKS, CLUB_KEYS, CLUB_SPECS
 from sync_assets.stats.computations import TABLES
-from sync_assets_tests.stats.conftest import metadata_of, query, resources
+from sync_assets_tests.stats.conftest import metadata_of, query, refresh_all, resources
 
 ALL_TAGS = sorted(t.cache_tag for t in TABLES)
 TABLE_NAMES = {t.name for t in TABLES}
@@ -46,10 +46,8 @@ def test_all_eleven_then_each_cache_tag_exactly_once(club, database_url: str) ->
     assert all(e.passed for e in check_results(result).values())
     assert query(database_url, "SELECT count(*) FROM match_report") == [(6,)]
 
-    # One asset per transaction gives exactly what one transaction for all (test_tables) gives.
-    from sync_assets_tests.stats.test_tables import refresh_all
-
-    assert not any(c.written for c in refresh_all(database_url).values())
+    # A second refresh of the same club finds every table already right and writes nothing.
+    assert not any(c.written for c in refresh_all().values())
     again = materialize()
     assert not any(metadata_of(again, name)["rewritten"] for name in TABLE_NAMES)  # converged
     assert sorted(provider(club).revalidated) == sorted(ALL_TAGS * 2)
@@ -115,9 +113,7 @@ CREATE TRIGGER flaky BEFORE INSERT OR DELETE ON stats.match_report
 def test_a_failing_table_is_retried_keeps_its_old_rows_and_stops_no_other(
     club, database_url, pg_instance, capfd
 ) -> None:
-    from sync_assets_tests.stats.test_tables import refresh_all
-
-    refresh_all(database_url)  # yesterday's tables, written without Dagster (quicker)
+    refresh_all()  # yesterday's tables, written without Dagster (quicker)
     old_ratings = query(database_url, "SELECT * FROM power_ratings ORDER BY player_id")
     with psycopg.connect(database_url) as conn:
         conn.execute(FAIL_ALWAYS)

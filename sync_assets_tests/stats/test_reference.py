@@ -11,9 +11,8 @@ import psycopg
 import pytest
 
 from sync_assets.sandbox.club import seed_club
-from sync_assets.stats import computations
 from sync_assets_tests.conftest import create_database
-from sync_assets_tests.stats.conftest import query, stats_db
+from sync_assets_tests.stats.conftest import query, refresh_all
 
 SCALE = 0.3  # 60 players, 5 seasons of 27 matches, 1,350 player-match rows
 
@@ -25,10 +24,7 @@ def generated(server_url: str) -> Iterator[str]:
         patch.setenv("DATABASE_URL", url)
         with psycopg.connect(url) as conn:
             seed_club(conn, SCALE)
-        db = stats_db()
-        computations.apply_schema(db)
-        with db.connect() as conn:
-            computations.refresh_tables(conn, [t.name for t in computations.TABLES], "public")
+        refresh_all()
         yield url
 
 

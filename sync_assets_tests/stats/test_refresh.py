@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import psycopg
+import psycopg2.errors
 import pytest
 
 from sync_assets.stats import computations
-from sync_assets.stats.refresh import refresh_concurrently
+from sync_assets.stats.refresh import refresh_tables
 from sync_assets_tests.stats.conftest import query, stats_db
 
 NAMES = [t.name for t in computations.TABLES]
@@ -22,7 +23,7 @@ def test_a_match_added_during_a_refresh_is_in_no_table_until_the_next(
 ) -> None:
     db = stats_db()
     computations.apply_schema(db)
-    outcomes = refresh_concurrently(db, NAMES, connections=connections)
+    outcomes = refresh_tables(db, NAMES, connections=connections)
     first = next(outcomes)  # every connection has its snapshot by now
     with psycopg.connect(database_url) as conn:
         conn.execute(NEW_MATCH)
@@ -34,7 +35,7 @@ def test_a_match_added_during_a_refresh_is_in_no_table_until_the_next(
     assert query(database_url, "SELECT games FROM all_time_stats WHERE player_id = 7") == []
     assert query(database_url, "SELECT matches_rated FROM power_ratings WHERE player_id = 7") == []
 
-    again = {o.name: o for o in refresh_concurrently(db, NAMES, connections=connections)}
+    again = {o.name: o for o in refresh_tables(db, NAMES, connections=connections)}
     assert again["match_report"].counts.added == 1  # type: ignore[union-attr]
     assert again["match_report"].rows_used == 26
     assert query(database_url, "SELECT games FROM all_time_stats WHERE player_id = 7") == [(1,)]
@@ -45,8 +46,8 @@ def test_a_failed_table_is_reported_and_the_others_are_replaced(club, database_u
     computations.apply_schema(db)
     with psycopg.connect(database_url) as conn:
         conn.execute("ALTER TABLE stats.hall_of_fame ADD CONSTRAINT nobody CHECK (rank > 99)")
-    outcomes = {o.name: o for o in refresh_concurrently(db, NAMES)}
-    assert isinstance(outcomes["hall_of_fame"].error, psycopg.errors.CheckViolation)
+    outcomes = {o.name: o for o in refresh_tables(db, NAMES)}
+    assert isinstance(outcomes["hall_of_fame"].error, psycopg2.errors.CheckViolation)
     assert query(database_url, "SELECT count(*) FROM hall_of_fame") == [(0,)]
     assert all(o.error is None for name, o in outcomes.items() if name != "hall_of_fame")
     assert query(database_url, "SELECT count(*) FROM match_report") == [(6,)]

@@ -18,19 +18,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from sync_assets.stats import computations
 from sync_assets_tests.conftest import create_database
-from sync_assets_tests.stats.conftest import MATCHES, add_matches, build_club, query, stats_db
+from sync_assets_tests.stats.conftest import MATCHES, add_matches, build_club, query, refresh_all
 
 ANN, BOB, CAT, DAN, EVE, FAY, GUS = range(1, 8)
-
-
-def refresh_all(url: str) -> dict[str, computations.RefreshCounts]:
-    db = stats_db()
-    computations.apply_schema(db)
-    with db.connect() as conn:
-        counts = computations.refresh_tables(conn, [t.name for t in computations.TABLES], "public")
-    return {c.table: c for c in counts}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def refreshed(server_url: str) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DATABASE_URL", url)
         build_club(url)
-        refresh_all(url)
+        refresh_all()
         yield url
 
 
@@ -124,7 +115,7 @@ def test_best_win_pct_needs_twenty_games_and_shares_ties(database_url: str) -> N
             rows = [(winner, "A", a), (loser, "B", b)]
             matches[match_id] = (day + dt.timedelta(days=match_id), 1, a, b, rows)
     build_club(database_url, matches)
-    refresh_all(database_url)
+    refresh_all()
     rows = query(
         database_url,
         "SELECT rank, player_id, value FROM hall_of_fame WHERE category = 'best_win_pct'"
@@ -237,7 +228,7 @@ def test_elo_after_three_matches(club, database_url: str) -> None:
     M3: Ann+Dan (1010+990)/2 = 1000 v Bob+Eve (1010+1000)/2 = 1005; A expected
     1/(1+10^(5/400)) = 0.4928049; B wins, so A's players lose 20 x 0.4928049 = 9.856098."""
     build_club(database_url, {k: v for k, v in MATCHES.items() if k <= 3})
-    refresh_all(database_url)
+    refresh_all()
     ratings = {p: (r, n) for p, r, n in query(database_url, "SELECT * FROM power_ratings")}
     expected = {
         ANN: (1000.143902, 3),
@@ -253,13 +244,13 @@ def test_elo_after_three_matches(club, database_url: str) -> None:
 
 
 def test_a_rerun_writes_nothing_and_new_matches_rewrite(club, database_url: str) -> None:
-    first = refresh_all(database_url)
+    first = refresh_all()
     assert all(c.written for c in first.values())
-    again = refresh_all(database_url)
+    again = refresh_all()
     assert not any(c.written for c in again.values())  # same input, same rows: untouched
     with psycopg.connect(database_url) as conn, conn.cursor() as cur:
         add_matches(cur, {10: (dt.date(2024, 2, 28), 2, 0, 2, [(5, "A", 0), (7, "B", 2)])})
-    third = refresh_all(database_url)
+    third = refresh_all()
     # Eve's row changed (one out, one in) and Gus's is new; nobody else's row is rewritten.
     assert (third["all_time_stats"].added, third["all_time_stats"].removed) == (2, 1)
     assert third["all_time_stats"].rows == 7
