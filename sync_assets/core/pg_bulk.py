@@ -13,6 +13,8 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from sync_assets.core.analytics import literal
+
 CHUNK = 1 << 20
 # The text forms COPY writes must not depend on the server's or the role's settings.
 SESSION = (
@@ -50,3 +52,13 @@ def copy_in(cur: psycopg2.extensions.cursor, table: str, columns: str, path: Pat
     with open(path, "rb") as handle:
         cur.copy_expert(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)", handle, size=CHUNK)
     return cur.rowcount
+
+
+def read_pg_csv(columns: dict[str, str]) -> str:
+    """A DuckDB query reading the CSV `copy_out` writes (the path is its one parameter), with
+    `columns` (name: DuckDB type) in order: quoted empty strings stay empty strings."""
+    types = ", ".join(f"{literal(name)}: {literal(kind)}" for name, kind in columns.items())
+    return (
+        f"SELECT * FROM read_csv(?, columns = {{{types}}}, header = false, auto_detect = false,"  # noqa: S608 (names and types are quoted literals)
+        " delim = ',', quote = '\"', escape = '\"', allow_quoted_nulls = false)"
+    )

@@ -23,7 +23,7 @@ import psycopg
 import psycopg2.extensions
 from psycopg2 import sql
 
-from sync_assets.core.pg_bulk import copy_out
+from sync_assets.core.pg_bulk import copy_out, read_pg_csv
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.stats.elo import elo_ratings
 
@@ -317,19 +317,26 @@ TABLES: tuple[TableSpec, ...] = (
             "team_b",
             "scorers",
         ),
-        """SELECT r.match_id, r.match_date, r.season_id,
-                  max(r.goals_for) FILTER (WHERE r.team = 'A'),
-                  max(r.goals_for) FILTER (WHERE r.team = 'B'),
-                  array_agg(p.name ORDER BY r.goals DESC, p.name, p.player_id)
-                      FILTER (WHERE r.team = 'A'),
-                  array_agg(p.name ORDER BY r.goals DESC, p.name, p.player_id)
-                      FILTER (WHERE r.team = 'B'),
-                  list_filter(list({'player_id': r.player_id, 'player': p.name,
-                                    'goals': r.goals}
-                                   ORDER BY r.goals DESC, p.name, p.player_id),
-                              lambda s: s.goals > 0)
-             FROM club_results r JOIN players p ON p.player_id = r.player_id
-            GROUP BY r.match_id, r.match_date, r.season_id""",
+        # One line-up per match sorted by goals (most first), name, id; split into teams, scorers.
+        """SELECT match_id, match_date, season_id, score_a, score_b,
+                  list_transform(list_filter(line_up, lambda x: x.team = 'A'),
+                                 lambda x: x.player),
+                  list_transform(list_filter(line_up, lambda x: x.team = 'B'),
+                                 lambda x: x.player),
+                  list_transform(list_filter(line_up, lambda x: x.goals > 0),
+                                 lambda x: {'player_id': x.player_id, 'player': x.player,
+                                            'goals': x.goals})
+             FROM (
+                SELECT r.match_id, r.match_date, r.season_id,
+                       max(r.goals_for) FILTER (WHERE r.team = 'A') AS score_a,
+                       max(r.goals_for) FILTER (WHERE r.team = 'B') AS score_b,
+                       -- sorting each small list beats an ordered aggregate per match
+                       list_sort(list({'rank': -r.goals, 'player': p.name,
+                                       'player_id': r.player_id, 'team': r.team,
+                                       'goals': r.goals})) AS line_up
+                  FROM club_results r JOIN players p ON p.player_id = r.player_id
+                 GROUP BY r.match_id, r.match_date, r.season_id
+             ) matches""",
         key=("match_id",),
     ),
     TableSpec(
@@ -465,7 +472,7 @@ class RefreshCounts:
 
 
 def apply_schema(db: PostgresResource) -> None:
-    """Create the stats tables and the Elo function (idempotent)."""
+    """Create the stats tables (idempotent)."""
     db.apply_ddl(resources.files("sync_assets.stats").joinpath("schema.sql").read_text())
 
 
@@ -498,7 +505,9 @@ def load_club(
             for table, columns in CLUB_COLUMNS.items():
                 path = folder / f"club_{table}.csv"
                 copy_out(cur, _club_query(pg, app, table, columns), path)
-                duck.execute(f"CREATE OR REPLACE TABLE {table} AS {read_csv(columns)}", [str(path)])
+                duck.execute(
+                    f"CREATE OR REPLACE TABLE {table} AS {read_pg_csv(columns)}", [str(path)]
+                )
                 path.unlink()
         pg.commit()
     finally:
@@ -521,15 +530,6 @@ def _club_query(
         sql.SQL("SELECT {} FROM {}.{}")
         .format(sql.SQL(", ").join(selected), sql.Identifier(app), sql.Identifier(table))
         .as_string(pg)
-    )
-
-
-def read_csv(columns: dict[str, str]) -> str:
-    """A DuckDB query reading PostgreSQL CSV (the path is its one parameter) as `columns`."""
-    types = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
-    return (
-        f"SELECT * FROM read_csv(?, columns = {{{types}}}, header = false, auto_detect = false,"
-        " delim = ',', quote = '\"', escape = '\"', allow_quoted_nulls = false)"
     )
 
 
@@ -558,10 +558,13 @@ def build_elo(duck: duckdb.DuckDBPyConnection) -> None:
     duck.execute("DROP TABLE IF EXISTS club_elo")
     duck.execute(
         """CREATE TABLE club_elo AS
-           SELECT r.player_id, ratings[min(r.idx)] AS rating, count(*)::INTEGER AS matches_rated
-             FROM club_results r, (SELECT ?::DOUBLE[] AS ratings)
-            GROUP BY r.player_id, ratings""",
-        [ratings[1:]],  # DuckDB lists count from 1, like the player numbers
+           WITH rated AS (SELECT unnest(range(1, len($ratings) + 1)) AS idx,
+                                 unnest($ratings) AS rating)
+           SELECT r.player_id, any_value(e.rating) AS rating,
+                  count(*)::INTEGER AS matches_rated
+             FROM club_results r JOIN rated e ON e.idx = r.idx
+            GROUP BY r.player_id""",
+        {"ratings": ratings[1:]},  # player numbers start at 1
     )
 
 

@@ -74,12 +74,6 @@ CREATE TABLE IF NOT EXISTS match_report (
     scorers jsonb NOT NULL
 );
 
--- One scorer in a match report (to_jsonb of an array of them gives the scorers' objects).
-DO $$ BEGIN
-    CREATE TYPE scorer AS (player_id integer, player text, goals integer);
-EXCEPTION WHEN duplicate_object THEN NULL;
-END $$;
-
 CREATE TABLE IF NOT EXISTS personal_bests (
     player_id integer PRIMARY KEY,
     most_goals_in_match integer NOT NULL,
@@ -117,50 +111,6 @@ CREATE TABLE IF NOT EXISTS power_ratings (
     matches_rated integer NOT NULL
 );
 
--- Elo over the refresh's `club_results` temp table, in match order (match_date, match_id).
--- Ratings live in an array indexed by the player's number (`club_results.idx`), so each match
--- costs O(players in it).
-CREATE OR REPLACE FUNCTION elo_ratings(k double precision DEFAULT 20)
-RETURNS TABLE (player_id integer, rating double precision, matches_rated integer)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    ratings double precision[];
-    m record;
-    i integer;
-    mean_a double precision;
-    mean_b double precision;
-    expected_a double precision;
-    actual_a double precision;
-    delta_a double precision;
-BEGIN
-    SELECT array_fill(1000::double precision, ARRAY[greatest(coalesce(max(r.idx), 0), 1)::int])
-      INTO ratings FROM club_results r;
-    FOR m IN
-        SELECT array_agg(r.idx ORDER BY r.idx) FILTER (WHERE r.team = 'A') AS side_a,
-               array_agg(r.idx ORDER BY r.idx) FILTER (WHERE r.team = 'B') AS side_b,
-               max(r.goals_for) FILTER (WHERE r.team = 'A') AS score_a,
-               max(r.goals_for) FILTER (WHERE r.team = 'B') AS score_b
-          FROM club_results r
-         GROUP BY r.match_date, r.match_id
-         ORDER BY r.match_date, r.match_id
-    LOOP
-        mean_a := 0;
-        FOREACH i IN ARRAY m.side_a LOOP mean_a := mean_a + ratings[i]; END LOOP;
-        mean_a := mean_a / cardinality(m.side_a);
-        mean_b := 0;
-        FOREACH i IN ARRAY m.side_b LOOP mean_b := mean_b + ratings[i]; END LOOP;
-        mean_b := mean_b / cardinality(m.side_b);
-        expected_a := 1 / (1 + power(10::double precision, (mean_b - mean_a) / 400));
-        actual_a := CASE WHEN m.score_a > m.score_b THEN 1
-                         WHEN m.score_a = m.score_b THEN 0.5 ELSE 0 END;
-        delta_a := k * (actual_a - expected_a);
-        FOREACH i IN ARRAY m.side_a LOOP ratings[i] := ratings[i] + delta_a; END LOOP;
-        FOREACH i IN ARRAY m.side_b LOOP ratings[i] := ratings[i] - delta_a; END LOOP;
-    END LOOP;
-    -- Every valid match rates all its players: matches_rated is the player's match count.
-    RETURN QUERY
-        SELECT r.player_id, ratings[min(r.idx)], count(*)::integer
-          FROM club_results r GROUP BY r.player_id;
-END;
-$$;
+-- Earlier versions computed in PostgreSQL with these; the refresh now computes in DuckDB.
+DROP FUNCTION IF EXISTS elo_ratings(double precision);
+DROP TYPE IF EXISTS scorer;

@@ -1,0 +1,246 @@
+"""Bring a PostgreSQL table to exactly the rows of a DuckDB table, writing only what differs.
+
+Inside the caller's transaction: the table is locked against other writers (readers go on and
+see the old rows until the commit), its current rows are copied into DuckDB and compared with
+the new ones there, then the rows that went or changed are deleted and the rows that came or
+changed are inserted, both by COPY. Rows that did not change are not touched, so a refresh with
+nothing new writes nothing. Arrays and json columns travel as JSON text and are compared typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import psycopg2.extensions
+from psycopg2 import sql
+
+from sync_assets.core.analytics import ident, literal
+from sync_assets.core.pg_bulk import copy_in, copy_out, read_pg_csv
+
+# A PostgreSQL array literal with every element quoted (backslash escapes " and \ inside).
+PG_ARRAY_MACRO = r"""
+CREATE MACRO IF NOT EXISTS pg_array(l) AS CASE WHEN l IS NULL THEN NULL ELSE
+    '{' || array_to_string(list_transform(l, lambda x: CASE WHEN x IS NULL THEN 'NULL'
+        ELSE '"' || replace(replace(x::VARCHAR, '\', '\\'), '"', '\"') || '"' END), ',') || '}'
+END
+"""
+
+
+@dataclass(frozen=True)
+class RowChanges:
+    """What bringing one table up to date did."""
+
+    rows: int
+    added: int
+    removed: int
+
+
+def replace_rows(
+    cur: psycopg2.extensions.cursor,
+    duck: duckdb.DuckDBPyConnection,
+    target: str,
+    new: str,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    folder: Path,
+) -> RowChanges:
+    """Make the PostgreSQL table `target` (on the search path) hold exactly the rows of the
+    DuckDB table `new`, within the caller's transaction.
+
+    Rows are matched on `key` (never null) and compared on the other columns; without a key,
+    whole rows are compared (for small tables: the delete cannot use an index).
+    """
+    duck.execute(PG_ARRAY_MACRO)
+    table = sql.Identifier(target)
+    # One writer per table at a time (two runs, or two deployments); readers are not blocked.
+    cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
+    kinds = column_kinds(cur, target, columns)
+    rows = _count(duck, new)
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
+    if not cur.fetchone()[0]:  # type: ignore[index]
+        # Nothing there (a first refresh): no comparison, every row goes in.
+        everything = f"FROM {ident(new)}"
+        return RowChanges(rows, _insert(cur, duck, target, everything, columns, kinds, folder), 0)
+    current = _read_current(cur, duck, target, new, columns, kinds, folder)
+    changes = f"_changes_{target}"
+    try:
+        if key:
+            gone, came = _keyed_changes(duck, changes, new, current, columns, key)
+        else:
+            gone, came = _whole_row_changes(duck, changes, new, current)
+        removed = _delete(cur, duck, target, gone, key or columns, bool(key), kinds, folder)
+        added = _insert(cur, duck, target, came, columns, kinds, folder)
+    finally:
+        duck.execute(f"DROP TABLE IF EXISTS {ident(current)}")
+        duck.execute(f"DROP TABLE IF EXISTS {ident(changes)}")
+        duck.execute(f"DROP TABLE IF EXISTS {ident(changes + '_came')}")
+    return RowChanges(rows, added, removed)
+
+
+def column_kinds(
+    cur: psycopg2.extensions.cursor, target: str, columns: tuple[str, ...]
+) -> dict[str, str]:
+    """Each column's kind in the PostgreSQL table: array, json or scalar."""
+    cur.execute(
+        """SELECT a.attname, CASE WHEN t.typcategory = 'A' THEN 'array'
+                                  WHEN t.typname IN ('json', 'jsonb') THEN 'json'
+                                  ELSE 'scalar' END
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+            WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped""",
+        (sql.Identifier(target).as_string(cur),),
+    )
+    kinds = dict(cur.fetchall())
+    return {column: kinds.get(column, "scalar") for column in columns}
+
+
+def _read_current(
+    cur: psycopg2.extensions.cursor,
+    duck: duckdb.DuckDBPyConnection,
+    target: str,
+    new: str,
+    columns: tuple[str, ...],
+    kinds: dict[str, str],
+    folder: Path,
+) -> str:
+    """Copy the table's current rows into DuckDB, typed like `new`; return the copy's name."""
+    types = {row[0]: row[1] for row in duck.execute(f"DESCRIBE {ident(new)}").fetchall()}
+    shapes = {"array": "to_json({})::text", "json": "{}::text", "scalar": "{}"}
+    out = sql.SQL(", ").join(sql.SQL(shapes[kinds[c]]).format(sql.Identifier(c)) for c in columns)
+    path = folder / f"current_{target}.csv"
+    query = sql.SQL("SELECT {} FROM {}").format(out, sql.Identifier(target))
+    copy_out(cur, query.as_string(cur), path)
+    raw = {c: types[c] if kinds[c] == "scalar" else "VARCHAR" for c in columns}
+    typed = ", ".join(
+        ident(c)
+        if kinds[c] == "scalar"
+        else f"CAST(CAST({ident(c)} AS JSON) AS {types[c]}) AS {ident(c)}"
+        for c in columns
+    )
+    name = f"_current_{target}"
+    duck.execute(
+        f"CREATE OR REPLACE TABLE {ident(name)} AS SELECT {typed} FROM ({read_pg_csv(raw)})",  # noqa: S608
+        [str(path)],
+    )
+    path.unlink()
+    return name
+
+
+def _keyed_changes(
+    duck: duckdb.DuckDBPyConnection,
+    changes: str,
+    new: str,
+    current: str,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+) -> tuple[str, str]:
+    """One full join on the key finds every row that went, came or changed; return queries
+    for the old keys to delete and the new rows to insert."""
+    rest = [c for c in columns if c not in key]
+    differs = " OR ".join(
+        [f"n.{ident(key[0])} IS NULL", f"c.{ident(key[0])} IS NULL"]
+        + [f"n.{ident(c)} IS DISTINCT FROM c.{ident(c)}" for c in rest]
+    )
+    old = ", ".join(f"c.{ident(k)} AS {ident('_old_' + k)}" for k in key)
+    duck.execute(
+        f"CREATE OR REPLACE TABLE {ident(changes)} AS SELECT {old}, n.*"  # noqa: S608
+        f" FROM {ident(new)} n FULL JOIN {ident(current)} c"
+        f" ON {' AND '.join(f'n.{ident(k)} = c.{ident(k)}' for k in key)} WHERE {differs}"
+    )
+    gone = ", ".join(f"{ident('_old_' + k)} AS {ident(k)}" for k in key)
+    return (
+        f"SELECT {gone} FROM {ident(changes)} WHERE {ident('_old_' + key[0])} IS NOT NULL",  # noqa: S608
+        f"SELECT {', '.join(ident(c) for c in columns)} FROM {ident(changes)}"  # noqa: S608
+        f" WHERE {ident(key[0])} IS NOT NULL",
+    )
+
+
+def _whole_row_changes(
+    duck: duckdb.DuckDBPyConnection, changes: str, new: str, current: str
+) -> tuple[str, str]:
+    duck.execute(
+        f"CREATE OR REPLACE TABLE {ident(changes)} AS"  # noqa: S608
+        f" FROM {ident(current)} EXCEPT ALL FROM {ident(new)}"
+    )
+    duck.execute(
+        f"CREATE OR REPLACE TABLE {ident(changes + '_came')} AS"  # noqa: S608
+        f" FROM {ident(new)} EXCEPT ALL FROM {ident(current)}"
+    )
+    return f"FROM {ident(changes)}", f"FROM {ident(changes + '_came')}"
+
+
+def _export(
+    duck: duckdb.DuckDBPyConnection,
+    query: str,
+    columns: tuple[str, ...],
+    kinds: dict[str, str],
+    path: Path,
+) -> int:
+    """Write the rows of `query` as CSV that COPY reads into the table's column types; return
+    how many rows were written."""
+    shapes = {"array": "pg_array({})", "json": "to_json({})", "scalar": "{}"}
+    exprs = ", ".join(shapes[kinds[c]].format(ident(c)) for c in columns)
+    written = duck.execute(
+        f"COPY (SELECT {exprs} FROM ({query})) TO {literal(str(path))} (FORMAT csv, HEADER false)"  # noqa: S608
+    ).fetchone()
+    return int(written[0]) if written else 0
+
+
+def _delete(
+    cur: psycopg2.extensions.cursor,
+    duck: duckdb.DuckDBPyConnection,
+    target: str,
+    gone: str,
+    match: tuple[str, ...],
+    by_key: bool,
+    kinds: dict[str, str],
+    folder: Path,
+) -> int:
+    """Delete the rows `gone` lists (by `match` columns); return how many were listed."""
+    path = folder / f"gone_{target}.csv"
+    count = _export(duck, gone, match, kinds, path)
+    if count:
+        staging = sql.Identifier(f"_gone_{target}")
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in match)
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                staging, columns, sql.Identifier(target)
+            )
+        )
+        copy_in(cur, staging.as_string(cur), columns.as_string(cur), path)
+        # Keys are never null, and `=` lets the delete use the key's index.
+        equal = "t.{c} = g.{c}" if by_key else "t.{c} IS NOT DISTINCT FROM g.{c}"
+        same = sql.SQL(" AND ").join(sql.SQL(equal).format(c=sql.Identifier(c)) for c in match)
+        cur.execute(
+            sql.SQL("DELETE FROM {} t USING {} g WHERE {}").format(
+                sql.Identifier(target), staging, same
+            )
+        )
+        cur.execute(sql.SQL("DROP TABLE {}").format(staging))
+    path.unlink()
+    return count
+
+
+def _insert(
+    cur: psycopg2.extensions.cursor,
+    duck: duckdb.DuckDBPyConnection,
+    target: str,
+    came: str,
+    columns: tuple[str, ...],
+    kinds: dict[str, str],
+    folder: Path,
+) -> int:
+    """Insert the rows of the query `came`; return how many."""
+    path = folder / f"came_{target}.csv"
+    count = _export(duck, came, columns, kinds, path)
+    if count:
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        copy_in(cur, sql.Identifier(target).as_string(cur), names.as_string(cur), path)
+    path.unlink()
+    return count
+
+
+def _count(duck: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = duck.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()  # noqa: S608
+    return int(row[0]) if row else 0
