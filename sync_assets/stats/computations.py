@@ -14,6 +14,8 @@ not exist are left out. The club-table asset checks (`club_checks.py`) report th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,11 +23,12 @@ from pathlib import Path
 import duckdb
 import psycopg
 import psycopg2.extensions
+import pyarrow as pa
 from psycopg2 import sql
 
 from sync_assets.core.pg_bulk import copy_out, read_pg_csv
 from sync_assets.core.postgres import PostgresResource
-from sync_assets.stats.elo import elo_ratings
+from sync_assets.stats.elo import Match, elo_ratings
 
 
 class ClubTablesMissingError(RuntimeError):
@@ -547,14 +550,21 @@ def build_shared(duck: duckdb.DuckDBPyConnection) -> int:
 def build_elo(duck: duckdb.DuckDBPyConnection) -> None:
     """Rate every valid match in order into `club_elo` (player_id, rating, matches_rated)."""
     players = duck.execute("SELECT coalesce(max(idx), 0) FROM club_results").fetchone()
-    matches = duck.execute(
-        """SELECT list(idx ORDER BY idx) FILTER (WHERE team = 'A'),
-                  list(idx ORDER BY idx) FILTER (WHERE team = 'B'),
-                  max(goals_for) FILTER (WHERE team = 'A'),
-                  max(goals_for) FILTER (WHERE team = 'B')
-             FROM club_results GROUP BY match_date, match_id ORDER BY match_date, match_id"""
-    )
-    ratings = elo_ratings(iter(lambda: matches.fetchmany(10_000), []), int(players[0]))  # type: ignore[index]
+    # Each match's two sides as player numbers in ascending order, read in Arrow batches: the
+    # lists arrive as flat arrays, far cheaper to turn into Python lists than row by row. Arrow
+    # batches keep the ORDER BY only where insertion order is preserved, so on its own cursor.
+    with closing(duck.cursor()) as ordered:
+        ordered.execute("SET SESSION preserve_insertion_order = true")
+        sides = ordered.sql(
+            """SELECT match_date, match_id,
+                      list_sort(list(idx) FILTER (WHERE team = 'A')),
+                      list_sort(list(idx) FILTER (WHERE team = 'B')),
+                      max(goals_for) FILTER (WHERE team = 'A'),
+                      max(goals_for) FILTER (WHERE team = 'B')
+                 FROM club_results
+                GROUP BY match_date, match_id ORDER BY match_date, match_id"""
+        ).to_arrow_reader(50_000)
+        ratings = elo_ratings(_matches_in_order(sides), int(players[0]))  # type: ignore[index]
     duck.execute("DROP TABLE IF EXISTS club_elo")
     duck.execute(
         """CREATE TABLE club_elo AS
@@ -566,6 +576,38 @@ def build_elo(duck: duckdb.DuckDBPyConnection) -> None:
             GROUP BY r.player_id""",
         {"ratings": ratings[1:]},  # player numbers start at 1
     )
+
+
+def _matches_in_order(batches: pa.RecordBatchReader) -> Iterator[Iterator[Match]]:
+    """Each batch's matches as (side A, side B, score A, score B), checking that the batches
+    come in match order (Elo depends on it)."""
+    last: tuple = ()
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        dates, ids = batch.column(0), batch.column(1)
+        first = (dates[0].as_py(), ids[0].as_py())
+        if last and first <= last:
+            raise RuntimeError(f"matches arrived out of order: {first[1]} after {last[1]}")
+        last = (dates[-1].as_py(), ids[-1].as_py())
+        yield zip(
+            _python_lists(batch.column(2)),
+            _python_lists(batch.column(3)),
+            batch.column(4).to_pylist(),
+            batch.column(5).to_pylist(),
+            strict=True,
+        )
+
+
+def _python_lists(column: pa.ListArray) -> list[list[int]]:
+    flat = column.flatten().to_numpy().tolist()
+    bounds = column.offsets.to_numpy().tolist()
+    start = bounds[0]
+    lists = []
+    for end in bounds[1:]:
+        lists.append(flat[start - bounds[0] : end - bounds[0]])
+        start = end
+    return lists
 
 
 def compute_table(duck: duckdb.DuckDBPyConnection, spec: TableSpec) -> str:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 Match = tuple[Sequence[int], Sequence[int], int, int]  # side A, side B (player numbers), scores
 
 
-def elo_ratings(
-    batches: Iterator[Sequence[Match]] | Iterable[Sequence[Match]], players: int, k: float = 20
-) -> list[float]:
+def elo_ratings(batches: Iterable[Iterable[Match]], players: int, k: float = 20) -> list[float]:
     """Every player's rating after the matches, indexed by player number (1..players; [0] unused).
 
     Everyone starts at 1000. In match order, each side's rating is the mean of its players'
