@@ -19,9 +19,10 @@ from psycopg2 import sql
 from sync_assets.core.analytics import ident, literal
 from sync_assets.core.pg_bulk import copy_in, copy_out, read_pg_csv
 
-# A PostgreSQL array literal with every element quoted (backslash escapes " and \ inside).
+# A PostgreSQL array literal with every element quoted (backslash escapes " and \ inside);
+# temporary, so cursors working at once each have their own (no catalog write conflicts).
 PG_ARRAY_MACRO = r"""
-CREATE MACRO IF NOT EXISTS pg_array(l) AS CASE WHEN l IS NULL THEN NULL ELSE
+CREATE OR REPLACE TEMP MACRO pg_array(l) AS CASE WHEN l IS NULL THEN NULL ELSE
     '{' || array_to_string(list_transform(l, lambda x: CASE WHEN x IS NULL THEN 'NULL'
         ELSE '"' || replace(replace(x::VARCHAR, '\', '\\'), '"', '\"') || '"' END), ',') || '}'
 END
@@ -47,7 +48,8 @@ def replace_rows(
     folder: Path,
 ) -> RowChanges:
     """Make the PostgreSQL table `target` (on the search path) hold exactly the rows of the
-    DuckDB table `new`, within the caller's transaction.
+    DuckDB table `new`, within the caller's transaction. Working tables are temporary (this
+    cursor's own), so several cursors may replace different tables at once.
 
     Rows are matched on `key` (never null) and compared on the other columns; without a key,
     whole rows are compared (for small tables: the delete cannot use an index).
@@ -120,7 +122,7 @@ def _read_current(
     )
     name = f"_current_{target}"
     duck.execute(
-        f"CREATE OR REPLACE TABLE {ident(name)} AS SELECT {typed} FROM ({read_pg_csv(raw)})",  # noqa: S608
+        f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS SELECT {typed} FROM ({read_pg_csv(raw)})",  # noqa: S608
         [str(path)],
     )
     path.unlink()
@@ -144,7 +146,7 @@ def _keyed_changes(
     )
     old = ", ".join(f"c.{ident(k)} AS {ident('_old_' + k)}" for k in key)
     duck.execute(
-        f"CREATE OR REPLACE TABLE {ident(changes)} AS SELECT {old}, n.*"  # noqa: S608
+        f"CREATE OR REPLACE TEMP TABLE {ident(changes)} AS SELECT {old}, n.*"  # noqa: S608
         f" FROM {ident(new)} n FULL JOIN {ident(current)} c"
         f" ON {' AND '.join(f'n.{ident(k)} = c.{ident(k)}' for k in key)} WHERE {differs}"
     )
@@ -160,11 +162,11 @@ def _whole_row_changes(
     duck: duckdb.DuckDBPyConnection, changes: str, new: str, current: str
 ) -> tuple[str, str]:
     duck.execute(
-        f"CREATE OR REPLACE TABLE {ident(changes)} AS"  # noqa: S608
+        f"CREATE OR REPLACE TEMP TABLE {ident(changes)} AS"  # noqa: S608
         f" FROM {ident(current)} EXCEPT ALL FROM {ident(new)}"
     )
     duck.execute(
-        f"CREATE OR REPLACE TABLE {ident(changes + '_came')} AS"  # noqa: S608
+        f"CREATE OR REPLACE TEMP TABLE {ident(changes + '_came')} AS"  # noqa: S608
         f" FROM {ident(new)} EXCEPT ALL FROM {ident(current)}"
     )
     return f"FROM {ident(changes)}", f"FROM {ident(changes + '_came')}"

@@ -616,7 +616,7 @@ def compute_table(duck: duckdb.DuckDBPyConnection, spec: TableSpec) -> str:
         build_elo(duck)
     name = f"new_{spec.name}"
     columns = ", ".join(f'"{c}"' for c in spec.columns)
-    duck.execute(f"CREATE OR REPLACE TABLE {name} ({columns}) AS {render(spec.query)}")
+    duck.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns}) AS {render(spec.query)}")
     return name
 
 
