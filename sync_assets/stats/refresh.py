@@ -158,7 +158,7 @@ def _work(
                         pg = bulk_connection(url, schema)
                     counts = write_table(pg, duck, TABLES_BY_NAME[name], folder)
                     outcomes.put(TableOutcome(name, counts, None, used, total - used))
-                except (psycopg2.Error, duckdb.Error, OSError) as exc:
+                except Exception as exc:  # noqa: BLE001 - reported as this table's outcome
                     if pg is not None and not pg.closed:
                         with suppress(psycopg2.Error):
                             pg.rollback()
