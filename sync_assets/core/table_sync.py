@@ -58,22 +58,21 @@ def replace_rows(
     table = sql.Identifier(target)
     # One writer per table at a time (two runs, or two deployments); readers are not blocked.
     cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
-    kinds = column_kinds(cur, target, columns)
+    link = _Link(cur, duck, target, column_kinds(cur, target, columns), folder)
     rows = _count(duck, new)
     cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
     if not cur.fetchone()[0]:  # type: ignore[index]
         # Nothing there (a first refresh): no comparison, every row goes in.
-        everything = f"FROM {ident(new)}"
-        return RowChanges(rows, _insert(cur, duck, target, everything, columns, kinds, folder), 0)
-    current = _read_current(cur, duck, target, new, columns, kinds, folder)
+        return RowChanges(rows, link.copy_rows(f"FROM {ident(new)}", table, columns), 0)
+    current = link.read_current(new, columns)
     changes = f"_changes_{target}"
     try:
         if key:
             gone, came = _keyed_changes(duck, changes, new, current, columns, key)
         else:
             gone, came = _whole_row_changes(duck, changes, new, current)
-        removed = _delete(cur, duck, target, gone, key or columns, bool(key), kinds, folder)
-        added = _insert(cur, duck, target, came, columns, kinds, folder)
+        removed = link.delete(gone, key or columns, by_key=bool(key))
+        added = link.copy_rows(came, table, columns)
     finally:
         duck.execute(f"DROP TABLE IF EXISTS {ident(current)}")
         duck.execute(f"DROP TABLE IF EXISTS {ident(changes)}")
@@ -95,38 +94,6 @@ def column_kinds(
     )
     kinds = dict(cur.fetchall())
     return {column: kinds.get(column, "scalar") for column in columns}
-
-
-def _read_current(
-    cur: psycopg2.extensions.cursor,
-    duck: duckdb.DuckDBPyConnection,
-    target: str,
-    new: str,
-    columns: tuple[str, ...],
-    kinds: dict[str, str],
-    folder: Path,
-) -> str:
-    """Copy the table's current rows into DuckDB, typed like `new`; return the copy's name."""
-    types = {row[0]: row[1] for row in duck.execute(f"DESCRIBE {ident(new)}").fetchall()}
-    shapes = {"array": "to_json({})::text", "json": "{}::text", "scalar": "{}"}
-    out = sql.SQL(", ").join(sql.SQL(shapes[kinds[c]]).format(sql.Identifier(c)) for c in columns)
-    path = folder / f"current_{target}.csv"
-    query = sql.SQL("SELECT {} FROM {}").format(out, sql.Identifier(target))
-    copy_out(cur, query.as_string(cur), path)
-    raw = {c: types[c] if kinds[c] == "scalar" else "VARCHAR" for c in columns}
-    typed = ", ".join(
-        ident(c)
-        if kinds[c] == "scalar"
-        else f"CAST(CAST({ident(c)} AS JSON) AS {types[c]}) AS {ident(c)}"
-        for c in columns
-    )
-    name = f"_current_{target}"
-    duck.execute(
-        f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS SELECT {typed} FROM ({read_pg_csv(raw)})",  # noqa: S608
-        [str(path)],
-    )
-    path.unlink()
-    return name
 
 
 def _keyed_changes(
@@ -172,75 +139,91 @@ def _whole_row_changes(
     return f"FROM {ident(changes)}", f"FROM {ident(changes + '_came')}"
 
 
-def _export(
-    duck: duckdb.DuckDBPyConnection,
-    query: str,
-    columns: tuple[str, ...],
-    kinds: dict[str, str],
-    path: Path,
-) -> int:
-    """Write the rows of `query` as CSV that COPY reads into the table's column types; return
-    how many rows were written."""
-    shapes = {"array": "pg_array({})", "json": "to_json({})", "scalar": "{}"}
-    exprs = ", ".join(shapes[kinds[c]].format(ident(c)) for c in columns)
-    written = duck.execute(
-        f"COPY (SELECT {exprs} FROM ({query})) TO {literal(str(path))} (FORMAT csv, HEADER false)"  # noqa: S608
-    ).fetchone()
-    return int(written[0]) if written else 0
+@dataclass(frozen=True)
+class _Link:
+    """One table's two ends: the PostgreSQL cursor (in the caller's transaction) and the
+    DuckDB cursor, the table's column kinds, and a folder for the CSV passed between them."""
 
+    cur: psycopg2.extensions.cursor
+    duck: duckdb.DuckDBPyConnection
+    target: str
+    kinds: dict[str, str]
+    folder: Path
 
-def _delete(
-    cur: psycopg2.extensions.cursor,
-    duck: duckdb.DuckDBPyConnection,
-    target: str,
-    gone: str,
-    match: tuple[str, ...],
-    by_key: bool,
-    kinds: dict[str, str],
-    folder: Path,
-) -> int:
-    """Delete the rows `gone` lists (by `match` columns); return how many were listed."""
-    path = folder / f"gone_{target}.csv"
-    count = _export(duck, gone, match, kinds, path)
-    if count:
-        staging = sql.Identifier(f"_gone_{target}")
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in match)
-        cur.execute(
-            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-                staging, columns, sql.Identifier(target)
-            )
+    def read_current(self, new: str, columns: tuple[str, ...]) -> str:
+        """Copy the table's current rows into DuckDB, typed like `new`; return the copy."""
+        types = {r[0]: r[1] for r in self.duck.execute(f"DESCRIBE {ident(new)}").fetchall()}
+        shapes = {"array": "to_json({})::text", "json": "{}::text", "scalar": "{}"}
+        out = sql.SQL(", ").join(
+            sql.SQL(shapes[self.kinds[c]]).format(sql.Identifier(c)) for c in columns
         )
-        copy_in(cur, staging.as_string(cur), columns.as_string(cur), path)
-        # Keys are never null, and `=` lets the delete use the key's index.
-        equal = "t.{c} = g.{c}" if by_key else "t.{c} IS NOT DISTINCT FROM g.{c}"
-        same = sql.SQL(" AND ").join(sql.SQL(equal).format(c=sql.Identifier(c)) for c in match)
-        cur.execute(
-            sql.SQL("DELETE FROM {} t USING {} g WHERE {}").format(
-                sql.Identifier(target), staging, same
-            )
+        path = self.folder / f"current_{self.target}.csv"
+        query = sql.SQL("SELECT {} FROM {}").format(out, sql.Identifier(self.target))
+        copy_out(self.cur, query.as_string(self.cur), path)
+        raw = {c: types[c] if self.kinds[c] == "scalar" else "VARCHAR" for c in columns}
+        typed = ", ".join(
+            ident(c)
+            if self.kinds[c] == "scalar"
+            else f"CAST(CAST({ident(c)} AS JSON) AS {types[c]}) AS {ident(c)}"
+            for c in columns
         )
-        cur.execute(sql.SQL("DROP TABLE {}").format(staging))
-    path.unlink()
-    return count
+        name = f"_current_{self.target}"
+        self.duck.execute(
+            f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS SELECT {typed} FROM ({read_pg_csv(raw)})",  # noqa: S608
+            [str(path)],
+        )
+        path.unlink()
+        return name
 
+    def copy_rows(self, query: str, into: sql.Identifier, columns: tuple[str, ...]) -> int:
+        """COPY the rows of the DuckDB `query` into the PostgreSQL table `into`; return how
+        many (none: nothing is sent)."""
+        path, count = self._export(query, columns)
+        if count:
+            self._copy_in(path, into, columns)
+        path.unlink()
+        return count
 
-def _insert(
-    cur: psycopg2.extensions.cursor,
-    duck: duckdb.DuckDBPyConnection,
-    target: str,
-    came: str,
-    columns: tuple[str, ...],
-    kinds: dict[str, str],
-    folder: Path,
-) -> int:
-    """Insert the rows of the query `came`; return how many."""
-    path = folder / f"came_{target}.csv"
-    count = _export(duck, came, columns, kinds, path)
-    if count:
+    def delete(self, gone: str, match: tuple[str, ...], *, by_key: bool) -> int:
+        """Delete the rows the DuckDB query `gone` lists (by `match` columns); return how many
+        were listed."""
+        path, count = self._export(gone, match)
+        if count:
+            staging = sql.Identifier(f"_gone_{self.target}")
+            columns = sql.SQL(", ").join(sql.Identifier(c) for c in match)
+            self.cur.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
+                ).format(staging, columns, sql.Identifier(self.target))
+            )
+            self._copy_in(path, staging, match)
+            # Keys are never null, and `=` lets the delete use the key's index.
+            equal = "t.{c} = g.{c}" if by_key else "t.{c} IS NOT DISTINCT FROM g.{c}"
+            same = sql.SQL(" AND ").join(sql.SQL(equal).format(c=sql.Identifier(c)) for c in match)
+            self.cur.execute(
+                sql.SQL("DELETE FROM {} t USING {} g WHERE {}").format(
+                    sql.Identifier(self.target), staging, same
+                )
+            )
+            self.cur.execute(sql.SQL("DROP TABLE {}").format(staging))
+        path.unlink()
+        return count
+
+    def _export(self, query: str, columns: tuple[str, ...]) -> tuple[Path, int]:
+        """Write the rows of `query` as CSV that COPY reads into the table's column types;
+        return the file and how many rows it holds."""
+        shapes = {"array": "pg_array({})", "json": "to_json({})", "scalar": "{}"}
+        exprs = ", ".join(shapes[self.kinds[c]].format(ident(c)) for c in columns)
+        path = self.folder / f"rows_{self.target}.csv"
+        written = self.duck.execute(
+            f"COPY (SELECT {exprs} FROM ({query})) TO {literal(str(path))}"  # noqa: S608
+            " (FORMAT csv, HEADER false)"
+        ).fetchone()
+        return path, int(written[0]) if written else 0
+
+    def _copy_in(self, path: Path, into: sql.Identifier, columns: tuple[str, ...]) -> None:
         names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        copy_in(cur, sql.Identifier(target).as_string(cur), names.as_string(cur), path)
-    path.unlink()
-    return count
+        copy_in(self.cur, into.as_string(self.cur), names.as_string(self.cur), path)
 
 
 def _count(duck: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -1,6 +1,6 @@
-"""The eleven stats tables as one multi-asset: the club's valid results are gathered once per
-step, then the selected tables are replaced, each in its own transaction, over several
-connections at once. A table that fails keeps its old rows and stops no other; the step then
+"""The eleven stats tables as one multi-asset: the club is copied once per step into DuckDB,
+which computes the selected tables; each is then replaced in its own transaction, several at
+once. A table that fails keeps its old rows and stops no other; the step then
 fails naming it, and its retry (the retry policy) replaces only the tables still missing."""
 
 import threading

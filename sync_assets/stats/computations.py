@@ -14,6 +14,7 @@ not exist are left out. The club-table asset checks (`club_checks.py`) report th
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -512,9 +513,8 @@ def load_club(
                     f"CREATE OR REPLACE TABLE {table} AS {read_pg_csv(columns)}", [str(path)]
                 )
                 path.unlink()
-        pg.commit()
     finally:
-        pg.rollback()
+        pg.rollback()  # the read-only snapshot has nothing to commit
         pg.set_session(isolation_level="DEFAULT", readonly="DEFAULT")
     row = duck.execute("SELECT count(*) FROM player_matches").fetchone()
     return int(row[0]) if row else 0
@@ -600,14 +600,11 @@ def _matches_in_order(batches: pa.RecordBatchReader) -> Iterator[Iterator[Match]
 
 
 def _python_lists(column: pa.ListArray) -> list[list[int]]:
+    """A list column as Python lists, cut from its one flat array by the offsets."""
     flat = column.flatten().to_numpy().tolist()
     bounds = column.offsets.to_numpy().tolist()
-    start = bounds[0]
-    lists = []
-    for end in bounds[1:]:
-        lists.append(flat[start - bounds[0] : end - bounds[0]])
-        start = end
-    return lists
+    base = bounds[0]  # offsets of a sliced array start past 0; flatten() does not
+    return [flat[start - base : end - base] for start, end in itertools.pairwise(bounds)]
 
 
 def compute_table(duck: duckdb.DuckDBPyConnection, spec: TableSpec) -> str:

@@ -85,7 +85,8 @@ def refresh_tables(
     if not names:
         return
     url = db.url()
-    folder = Path(tempfile.mkdtemp(prefix="stats_refresh_"))
+    scratch = tempfile.TemporaryDirectory(prefix="stats_refresh_")
+    folder = Path(scratch.name)
     duck = duckdb_connection(db.duckdb_memory_limit, temp_dir=state_dir() / "duckdb-spill")
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -127,9 +128,7 @@ def refresh_tables(
         for thread in threads:
             thread.join()
         duck.close()
-        for leftover in folder.glob("*"):
-            leftover.unlink()
-        folder.rmdir()
+        scratch.cleanup()
 
 
 def _work(
