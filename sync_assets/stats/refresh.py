@@ -37,8 +37,8 @@ from sync_assets.stats.resources import StatsDatabase
 # Rough relative cost of each table at scale, only to start the costliest first; the two Elo
 # tables go together so the ratings are computed once, on one connection.
 COSTS = {
-    "season_race_data": 3.0,
-    "match_report": 2.0,
+    "match_report": 3.0,
+    "season_race_data": 2.0,
     "power_ratings": 1.5,
     "player_profile_stats": 0.5,
     "personal_bests": 0.5,

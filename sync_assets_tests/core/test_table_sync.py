@@ -1,0 +1,188 @@
+"""replace_rows against the embedded PostgreSQL: the bulk fill of an empty table (indexes set
+aside and rebuilt, or kept when they cannot go), arrays and json, and writing only what differs."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import duckdb
+import psycopg
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from sync_assets.core import pg_bulk
+from sync_assets.core.analytics import duckdb_connection, literal
+from sync_assets.core.pg_bulk import bulk_connection
+from sync_assets.core.table_sync import RowChanges, replace_rows
+
+DDL = """
+CREATE SCHEMA sync_test;
+CREATE TABLE sync_test.scores (
+    id integer PRIMARY KEY,
+    code text NOT NULL UNIQUE,
+    team text[],
+    detail jsonb NOT NULL,
+    points integer NOT NULL
+);
+CREATE INDEX scores_points ON sync_test.scores (points DESC) WHERE points > 0;
+"""
+COLUMNS = ("id", "code", "team", "detail", "points")
+# Names that the array literal must quote: quotes, a backslash, a newline, braces, commas.
+AWKWARD = ['Ann "the boot"', "C:\\club", "two\nlines", "{x}", "a,b", "García"]
+
+
+@pytest.fixture
+def pg_url(database_url: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(DDL)
+    return database_url
+
+
+@pytest.fixture
+def duck() -> Iterator[duckdb.DuckDBPyConnection]:
+    with closing(duckdb_connection("256MB", threads=1)) as con:
+        yield con
+
+
+def new_rows(duck: duckdb.DuckDBPyConnection, count: int, bump: int = 0) -> str:
+    """A DuckDB table of `count` rows; `bump` changes the points of every tenth row."""
+    duck.execute(
+        f"""CREATE OR REPLACE TABLE new_scores AS SELECT
+              i::INTEGER AS id, 'code-' || i AS code,
+              CASE WHEN i % 7 = 0 THEN NULL
+                   WHEN i % 7 = 1 THEN [{", ".join(literal(n) for n in AWKWARD)}, NULL]
+                   ELSE ['p' || i, 'q' || i] END AS team,
+              {{'goals': i % 5, 'by': 'p' || i}} AS detail,
+              (i % 11 + CASE WHEN i % 10 = 0 THEN {bump} ELSE 0 END)::INTEGER AS points
+            FROM range({count}) r(i)"""  # noqa: S608
+    )
+    return "new_scores"
+
+
+def replace(url: str, duck: duckdb.DuckDBPyConnection, new: str, **options: int) -> RowChanges:
+    with closing(bulk_connection(url, "sync_test")) as pg, tempfile.TemporaryDirectory() as tmp:
+        try:
+            with pg.cursor() as cur:
+                changes = replace_rows(
+                    cur, duck, "scores", new, COLUMNS, ("id",), Path(tmp), **options
+                )
+            pg.commit()
+        except BaseException:
+            pg.rollback()
+            raise
+    return changes
+
+
+def indexes(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'sync_test'"
+            " ORDER BY indexname"
+        ).fetchall()
+
+
+def index_ids(url: str) -> set[int]:
+    """The indexes' object ids: new ones after a rebuild, the same when they were kept."""
+    with psycopg.connect(url) as conn:
+        return {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexrelid::oid::int FROM pg_index"
+                " WHERE indrelid = 'sync_test.scores'::regclass"
+            )
+        }
+
+
+def table(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT id, code, team, detail, points FROM sync_test.scores ORDER BY id"
+        ).fetchall()
+
+
+def expected(count: int, bump: int = 0) -> list[tuple]:
+    rows = []
+    for i in range(count):
+        team = None if i % 7 == 0 else [*AWKWARD, None] if i % 7 == 1 else [f"p{i}", f"q{i}"]
+        points = i % 11 + (bump if i % 10 == 0 else 0)
+        rows.append((i, f"code-{i}", team, {"goals": i % 5, "by": f"p{i}"}, points))
+    return rows
+
+
+def test_a_bulk_fill_rebuilds_every_index_and_keeps_awkward_arrays(pg_url, duck) -> None:
+    before, ids = indexes(pg_url), index_ids(pg_url)
+    changes = replace(pg_url, duck, new_rows(duck, 3000), bulk_fill_rows=1000)
+    assert changes == RowChanges(rows=3000, added=3000, removed=0)
+    assert table(pg_url) == expected(3000)
+    assert indexes(pg_url) == before  # same names, same definitions (partial, descending)
+    assert not index_ids(pg_url) & ids  # all three were dropped and built again
+    with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO sync_test.scores VALUES (1, 'x', NULL, '{}', 0)")
+
+
+def test_a_rerun_writes_only_the_rows_that_changed(pg_url, duck) -> None:
+    replace(pg_url, duck, new_rows(duck, 3000), bulk_fill_rows=1000)
+    assert replace(pg_url, duck, new_rows(duck, 3000)) == RowChanges(3000, 0, 0)
+    changes = replace(pg_url, duck, new_rows(duck, 2990, bump=100))
+    # every tenth row changed (299), and the last ten went
+    assert changes == RowChanges(rows=2990, added=299, removed=309)
+    assert table(pg_url) == expected(2990, bump=100)
+
+
+def test_a_fill_that_fails_leaves_the_table_empty_and_indexed(pg_url, duck) -> None:
+    before = indexes(pg_url)
+    new_rows(duck, 3000)
+    duck.execute("UPDATE new_scores SET code = 'same' WHERE id < 5")
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        replace(pg_url, duck, "new_scores", bulk_fill_rows=1000)
+    assert table(pg_url) == []
+    assert indexes(pg_url) == before
+
+
+def test_a_reader_in_the_way_keeps_the_indexes_in_place(pg_url, duck, monkeypatch) -> None:
+    monkeypatch.setattr(pg_bulk, "INDEX_LOCK_WAIT", "200ms")
+    before, ids = indexes(pg_url), index_ids(pg_url)
+    with psycopg.connect(pg_url) as reader:
+        reader.execute("SELECT count(*) FROM sync_test.scores")  # holds ACCESS SHARE
+        changes = replace(pg_url, duck, new_rows(duck, 3000), bulk_fill_rows=1000)
+        assert reader.execute("SELECT count(*) FROM sync_test.scores").fetchone() == (3000,)
+    assert changes.added == 3000
+    assert table(pg_url) == expected(3000)
+    assert (indexes(pg_url), index_ids(pg_url)) == (before, ids)
+
+
+def test_a_key_that_another_table_references_is_kept(pg_url, duck) -> None:
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "CREATE TABLE sync_test.notes (score_id integer REFERENCES sync_test.scores (id))"
+        )
+    before, ids = indexes(pg_url), index_ids(pg_url)
+    replace(pg_url, duck, new_rows(duck, 3000), bulk_fill_rows=1000)
+    assert table(pg_url) == expected(3000)
+    assert (indexes(pg_url), index_ids(pg_url)) == (before, ids)
+    with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("INSERT INTO sync_test.notes VALUES (99999)")
+
+
+def test_readers_see_the_old_rows_or_the_new_during_a_bulk_fill(pg_url, duck) -> None:
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            while not stop.is_set():
+                seen.add(conn.execute("SELECT count(*) FROM sync_test.scores").fetchone()[0])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        replace(pg_url, duck, new_rows(duck, 20000), bulk_fill_rows=1000)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen <= {0, 20000}
