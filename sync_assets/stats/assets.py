@@ -127,7 +127,7 @@ def stats_tables(
     selected = {key.path[-1] for key in context.selected_asset_keys}
     names = [s.name for s in TABLES if s.name in selected - already_materialized(context)]
     try:
-        stats_app.check_settings()
+        stats_app.check_settings(context.log)
         ensure_schema(stats_db)
         outcomes = refresh_tables(stats_db, names, connections=stats_db.refresh_connections)
         failed: dict[str, str] = {}

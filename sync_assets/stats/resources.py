@@ -78,17 +78,18 @@ class ClubAppResource(dg.ConfigurableResource):
     def app_url(self) -> str | None:
         return optional_setting("NEXT_PUBLIC_APP_URL")
 
-    def check_settings(self) -> None:
-        """With an app URL the key is required: fail at the start with one line if missing."""
+    def check_settings(self, log: Any = None) -> None:
+        """With an app URL the key is required: fail at the start with one line if missing.
+        Without one, say once that no cache tags will be sent."""
         if self.app_url():
             register_secret(require_setting("INTERNAL_API_KEY", KEY_HOW))
+        elif log is not None:
+            log.info("NEXT_PUBLIC_APP_URL is not set: cache tags will not be sent")
 
     def revalidate(self, tags: list[str], request_id: str, log: Any = None) -> Revalidation:
         """POST the tags; retry failures with backoff; never raise (the data is committed)."""
         base = self.app_url()
-        if not base:
-            if log is not None:
-                log.info(f"NEXT_PUBLIC_APP_URL is not set: cache tags {tags} not sent")
+        if not base:  # the step said so once (`check_settings`)
             return Revalidation("skipped", tags)
         key = require_setting("INTERNAL_API_KEY", KEY_HOW)
         client = ApiClient(
