@@ -54,6 +54,7 @@ def replace_rows(
     key: tuple[str, ...],
     folder: Path,
     *,
+    digest: str | None = None,
     bulk_fill_rows: int = BULK_FILL_ROWS,
 ) -> RowChanges:
     """Make the PostgreSQL table `target` (on the search path) hold exactly the rows of the
@@ -65,34 +66,58 @@ def replace_rows(
     is compared as its type in `new`: give it a STRUCT, LIST or MAP type there (a JSON-typed
     column would compare as text, and jsonb orders keys its own way). An empty table of
     `bulk_fill_rows` rows or more is filled with its indexes set aside (`indexes_set_aside`).
+
+    `digest` names a uuid column of the target that holds, for each row, the MD5 of its
+    columns' JSON as written here: rows are then compared by key and digest, and the other
+    columns are never read back (for tables of wide arrays or json). Such a table must only be
+    written through replace_rows: a row changed by other means keeps its old digest, and is
+    not noticed until its new row differs. A digest that does not match (none yet, or another
+    DuckDB version's JSON) only rewrites the row.
     """
+    if digest and not key:
+        raise ValueError(f"{target}: a digest column needs a key to compare rows by")
     duck.execute(PG_ARRAY_MACRO)
     table = sql.Identifier(target)
     # One writer per table at a time (two runs, or two deployments); readers are not blocked.
     cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
-    link = _Link(cur, duck, target, column_kinds(cur, target, columns), folder)
     rows = _count(duck, new)
+    source, written, compared = new, columns, columns
+    if digest:
+        source, written, compared = f"_digested_{target}", (*columns, digest), (*key, digest)
+        duck.execute(
+            f"CREATE OR REPLACE TEMP VIEW {ident(source)} AS"  # noqa: S608
+            f" SELECT *, {row_digest_sql(columns)} AS {ident(digest)} FROM {ident(new)}"
+        )
+    link = _Link(cur, duck, target, column_kinds(cur, target, written), folder)
     cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
     if not cur.fetchone()[0]:  # type: ignore[index]
         # Nothing there (a first refresh): no comparison, every row goes in.
         if rows < bulk_fill_rows:
-            return RowChanges(rows, link.copy_rows(f"FROM {ident(new)}", table, columns), 0)
+            return RowChanges(rows, link.copy_rows(f"FROM {ident(source)}", table, written), 0)
         with indexes_set_aside(cur, table):
-            return RowChanges(rows, link.copy_rows(f"FROM {ident(new)}", table, columns), 0)
-    current = link.read_current(new, columns)
+            return RowChanges(rows, link.copy_rows(f"FROM {ident(source)}", table, written), 0)
+    current = link.read_current(source, compared)
     changes = f"_changes_{target}"
     try:
         if key:
-            gone, came = _keyed_changes(duck, changes, new, current, columns, key)
+            gone, came = _keyed_changes(duck, changes, source, current, compared, written, key)
         else:
             gone, came = _whole_row_changes(duck, changes, new, current)
         removed = link.delete(gone, key or columns, by_key=bool(key))
-        added = link.copy_rows(came, table, columns)
+        added = link.copy_rows(came, table, written)
     finally:
         duck.execute(f"DROP TABLE IF EXISTS {ident(current)}")
         duck.execute(f"DROP TABLE IF EXISTS {ident(changes)}")
         duck.execute(f"DROP TABLE IF EXISTS {ident(changes + '_came')}")
+        duck.execute(f"DROP VIEW IF EXISTS {ident('_digested_' + target)}")
     return RowChanges(rows, added, removed)
+
+
+def row_digest_sql(columns: tuple[str, ...]) -> str:
+    """DuckDB SQL for the MD5 (as a UUID) of a row's `columns` as JSON: unambiguous, where a
+    list's text form is not (['a, b'] and ['a', 'b'] both print as [a, b])."""
+    fields = ", ".join(f"{ident(c)} := {ident(c)}" for c in columns)
+    return f"CAST(md5(CAST(to_json(struct_pack({fields})) AS VARCHAR)) AS UUID)"
 
 
 def column_kinds(
@@ -116,12 +141,14 @@ def _keyed_changes(
     changes: str,
     new: str,
     current: str,
-    columns: tuple[str, ...],
+    compared: tuple[str, ...],
+    written: tuple[str, ...],
     key: tuple[str, ...],
 ) -> tuple[str, str]:
-    """One full join on the key finds every row that went, came or changed; return queries
-    for the old keys to delete and the new rows to insert."""
-    rest = [c for c in columns if c not in key]
+    """One full join on the key finds every row that went, came or changed (in a `compared`
+    column); return queries for the old keys to delete and the new rows (`written` columns)
+    to insert."""
+    rest = [c for c in compared if c not in key]
     differs = " OR ".join(
         [f"n.{ident(key[0])} IS NULL", f"c.{ident(key[0])} IS NULL"]
         + [f"n.{ident(c)} IS DISTINCT FROM c.{ident(c)}" for c in rest]
@@ -135,7 +162,7 @@ def _keyed_changes(
     gone = ", ".join(f"{ident('_old_' + k)} AS {ident(k)}" for k in key)
     return (
         f"SELECT {gone} FROM {ident(changes)} WHERE {ident('_old_' + key[0])} IS NOT NULL",  # noqa: S608
-        f"SELECT {', '.join(ident(c) for c in columns)} FROM {ident(changes)}"  # noqa: S608
+        f"SELECT {', '.join(ident(c) for c in written)} FROM {ident(changes)}"  # noqa: S608
         f" WHERE {ident(key[0])} IS NOT NULL",
     )
 

@@ -179,7 +179,9 @@ def write_table(
     new = computations.compute_table(duck, spec)
     try:
         with pg.cursor() as cur:
-            changes = replace_rows(cur, duck, spec.name, new, spec.columns, spec.key, folder)
+            changes = replace_rows(
+                cur, duck, spec.name, new, spec.columns, spec.key, folder, digest=spec.digest
+            )
         pg.commit()
     finally:
         duck.execute(f"DROP TABLE IF EXISTS {ident(new)}")

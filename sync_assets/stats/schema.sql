@@ -71,8 +71,12 @@ CREATE TABLE IF NOT EXISTS match_report (
     team_b_score integer NOT NULL,
     team_a text[] NOT NULL,
     team_b text[] NOT NULL,
-    scorers jsonb NOT NULL
+    scorers jsonb NOT NULL,
+    -- MD5 of the row as the refresh wrote it: a refresh compares this instead of reading the
+    -- line-ups and scorers back (the refresh is the table's only writer)
+    row_digest uuid
 );
+ALTER TABLE match_report ADD COLUMN IF NOT EXISTS row_digest uuid;
 
 CREATE TABLE IF NOT EXISTS personal_bests (
     player_id integer PRIMARY KEY,

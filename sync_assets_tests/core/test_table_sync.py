@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psycopg
@@ -18,7 +19,7 @@ import pytest
 from sync_assets.core import pg_bulk
 from sync_assets.core.analytics import duckdb_connection, literal
 from sync_assets.core.pg_bulk import bulk_connection
-from sync_assets.core.table_sync import RowChanges, replace_rows
+from sync_assets.core.table_sync import RowChanges, replace_rows, row_digest_sql
 
 DDL = """
 CREATE SCHEMA sync_test;
@@ -64,7 +65,7 @@ def new_rows(duck: duckdb.DuckDBPyConnection, count: int, bump: int = 0) -> str:
     return "new_scores"
 
 
-def replace(url: str, duck: duckdb.DuckDBPyConnection, new: str, **options: int) -> RowChanges:
+def replace(url: str, duck: duckdb.DuckDBPyConnection, new: str, **options: Any) -> RowChanges:
     with closing(bulk_connection(url, "sync_test")) as pg, tempfile.TemporaryDirectory() as tmp:
         try:
             with pg.cursor() as cur:
@@ -186,3 +187,38 @@ def test_readers_see_the_old_rows_or_the_new_during_a_bulk_fill(pg_url, duck) ->
         stop.set()
         reader.join()
     assert seen <= {0, 20000}
+
+
+def test_rows_with_a_digest_are_compared_by_it_and_converge(pg_url, duck) -> None:
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("ALTER TABLE sync_test.scores ADD COLUMN row_digest uuid")
+    first = replace(pg_url, duck, new_rows(duck, 3000), digest="row_digest", bulk_fill_rows=1000)
+    assert first == RowChanges(3000, 3000, 0)
+    assert table(pg_url) == expected(3000)
+    digests = dict(
+        duck.execute(
+            f"SELECT id, {row_digest_sql(COLUMNS)} FROM new_scores"  # noqa: S608
+        ).fetchall()
+    )
+    with psycopg.connect(pg_url) as conn:
+        stored = dict(conn.execute("SELECT id, row_digest FROM sync_test.scores").fetchall())
+    assert stored == digests and len(set(stored.values())) == 3000
+    assert replace(pg_url, duck, new_rows(duck, 3000), digest="row_digest") == RowChanges(
+        3000, 0, 0
+    )
+    # A row without a digest yet (a column just added) is rewritten once, then left alone.
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE sync_test.scores SET row_digest = NULL WHERE id < 3")
+    changes = replace(pg_url, duck, new_rows(duck, 2990, bump=100), digest="row_digest")
+    assert changes == RowChanges(rows=2990, added=299 + 2, removed=309 + 2)
+    assert table(pg_url) == expected(2990, bump=100)
+    assert replace(pg_url, duck, new_rows(duck, 2990, bump=100), digest="row_digest") == (
+        RowChanges(2990, 0, 0)
+    )
+
+
+def test_a_digest_needs_a_key(pg_url, duck) -> None:
+    new_rows(duck, 10)
+    with closing(bulk_connection(pg_url, "sync_test")) as pg, pg.cursor() as cur:
+        with pytest.raises(ValueError, match="needs a key"):
+            replace_rows(cur, duck, "scores", "new_scores", COLUMNS, (), Path("."), digest="d")
