@@ -76,7 +76,6 @@ def replace_rows(
     """
     if digest and not key:
         raise ValueError(f"{target}: a digest column needs a key to compare rows by")
-    duck.execute(PG_ARRAY_MACRO)
     table = sql.Identifier(target)
     # One writer per table at a time (two runs, or two deployments); readers are not blocked.
     cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
@@ -89,6 +88,8 @@ def replace_rows(
             f" SELECT *, {row_digest_sql(columns)} AS {ident(digest)} FROM {ident(new)}"
         )
     link = _Link(cur, duck, target, column_kinds(cur, target, written), folder)
+    if "array" in link.kinds.values():
+        duck.execute(PG_ARRAY_MACRO)
     cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
     if not cur.fetchone()[0]:  # type: ignore[index]
         # Nothing there (a first refresh): no comparison, every row goes in.

@@ -39,6 +39,7 @@ def test_repository_instance_config(instance_env):
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_coordinator.dequeue_interval_seconds == 1  # type: ignore[attr-defined]
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 6
         limits = {limit["value"]: limit["limit"] for limit in queue.tag_concurrency_limits}
