@@ -1,5 +1,6 @@
-"""The repository's dagster.yaml loads as a Postgres-backed instance with the queue, monitoring,
-retries and freshness the README promises, and the code location validates against it."""
+"""The repository's dagster.yaml loads as a Postgres-backed instance (keeping its connections)
+with the queue, monitoring, retries and freshness the README promises, and the code location
+validates against it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy
 
 from sync_assets.core import embedded
 from sync_assets_tests.conftest import create_database
@@ -68,3 +70,54 @@ def test_code_location_validates_against_the_instance(instance_env):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "All code locations passed validation" in done.stderr + done.stdout
+
+
+@dg.asset
+def chatty(context) -> dg.MaterializeResult:  # noqa: ANN001 (a string hint Dagster cannot read)
+    """Forty log events, then a materialization: a run's worth of storage writes."""
+    for n in range(40):
+        context.log.info(f"line {n}")
+    return dg.MaterializeResult(metadata={"lines": 40})
+
+
+def _engines(instance: dg.DagsterInstance) -> list[sqlalchemy.engine.Engine]:
+    storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+    return [storage._engine for storage in storages]  # type: ignore[attr-defined]
+
+
+def test_a_run_reuses_its_storage_connections(instance_env):
+    connects: list[str] = []
+    with dg.DagsterInstance.get() as instance:
+        engines = _engines(instance)
+        assert all(isinstance(e.pool, sqlalchemy.pool.QueuePool) for e in engines)
+        for engine in engines:
+            sqlalchemy.event.listen(engine, "connect", lambda *_: connects.append("new"))
+        result = dg.materialize([chatty], instance=instance)
+        assert result.success
+        events = instance.get_records_for_run(result.run_id, limit=1000).records
+        assert len(events) > 50
+        # One connection per storage, plus the few a nested call opens and closes; without
+        # the pool every one of the events above would have connected anew.
+        assert len(connects) <= 6, connects
+
+
+def test_a_forked_child_does_not_share_its_parents_connection(instance_env):
+    with dg.DagsterInstance.get() as instance:
+        engine = instance.run_storage._engine  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            parent = conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child: report the backend it talks to, then leave at once
+            try:
+                with engine.connect() as conn:
+                    pid = conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+                os.write(write, str(pid).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        reported = os.read(read, 64).decode()
+        os.waitpid(child, 0)
+        assert reported and int(reported) != parent
+        with engine.connect() as conn:  # the parent's connection still works
+            assert conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar() == parent
