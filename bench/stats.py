@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -195,7 +196,7 @@ def computations_db():
     return StatsDatabase(schema_name="stats")
 
 
-def daemon_latency(rows: int = 3) -> None:
+def daemon_latency(rows: int = 5) -> None:
     import psycopg
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -244,6 +245,9 @@ def daemon_latency(rows: int = 3) -> None:
             if status(seeded_row) != "completed":
                 raise RuntimeError(f"warm-up row ended {status(seeded_row)}")
             for _ in range(rows):
+                # The app queues rows at any moment, not just as the daemon's 5 s sensor pass
+                # ends (when the previous row completes): wait a random part of a pass first.
+                time.sleep(random.uniform(0, 5))
                 row_id = enqueue()
                 started = time.monotonic()
                 wait_for(

@@ -24,7 +24,9 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine
 
-POOL = {"pool_size": 1, "max_overflow": 10, "pool_recycle": 3600, "pool_pre_ping": True}
+# One connection stays open; calls made at once (the daemon's threads) open more, without limit
+# as before, and close them after use.
+POOL = {"pool_size": 1, "max_overflow": -1, "pool_recycle": 3600, "pool_pre_ping": True}
 
 _engines: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
 
