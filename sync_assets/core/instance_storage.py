@@ -1,12 +1,12 @@
 """Dagster's PostgreSQL storages, keeping their connection between calls.
 
 Outside the webserver, dagster-postgres gives every storage call a connection of its own
-(SQLAlchemy's NullPool): a run connects once per event it writes, about 270 times for a stats
-refresh, and on the embedded server that connecting is most of a small run's time (1x stats:
-2.6 s -> 1.2 s with these). `dagster.yaml` names these factories instead of the `postgres`
-storage block: they build dagster-postgres's own storages, then give each a pool that keeps one
-connection open per process (more are opened, and closed after use, while several threads
-write at once), as the webserver does. Connections are checked before use and recycled
+(SQLAlchemy's NullPool): a run connects about 270 times for a stats refresh, and on the
+embedded server that connecting is most of a small run's time (a 1x stats refresh: 2.5-2.9 s,
+and 1.2-1.6 s with these). `dagster.yaml` names these factories instead of the `postgres`
+storage block: they build dagster-postgres's own storages, then give each a pool that keeps
+one connection open per process (more are opened, and closed after use, while several threads
+call at once), as the webserver does. Connections are checked before use and recycled
 hourly, so a restarted database costs a ping, not a failed call; a forked child drops the
 connections it inherited instead of sharing their sockets with its parent. Each Dagster
 process (daemon, code server, run worker) then holds up to three idle connections.
