@@ -57,37 +57,26 @@ def keep_connections(storage: _PostgresStorage) -> None:
     previous.dispose()
 
 
-class PooledPostgresRunStorage(PostgresRunStorage):
-    """Builds dagster-postgres's run storage with a pooled engine (see the module)."""
+class _KeepsConnections:
+    """Builds the dagster-postgres storage it is mixed into, then pools its engine."""
 
     @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> PostgresRunStorage:
-        storage = PostgresRunStorage.from_config_value(inst_data, config_value)
+    ) -> Any:
+        # dagster-postgres builds its own class here, whatever `cls` is: that stays the type.
+        storage = super().from_config_value(inst_data, config_value)  # type: ignore[misc]
         keep_connections(storage)
         return storage
 
 
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
-    """Builds dagster-postgres's event-log storage with a pooled engine (see the module)."""
-
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> PostgresEventLogStorage:
-        storage = PostgresEventLogStorage.from_config_value(inst_data, config_value)
-        keep_connections(storage)
-        return storage
+class PooledPostgresRunStorage(_KeepsConnections, PostgresRunStorage):
+    """dagster-postgres's run storage, keeping its connection (see the module)."""
 
 
-class PooledPostgresScheduleStorage(PostgresScheduleStorage):
-    """Builds dagster-postgres's schedule storage with a pooled engine (see the module)."""
+class PooledPostgresEventLogStorage(_KeepsConnections, PostgresEventLogStorage):
+    """dagster-postgres's event-log storage, keeping its connection (see the module)."""
 
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> PostgresScheduleStorage:
-        storage = PostgresScheduleStorage.from_config_value(inst_data, config_value)
-        keep_connections(storage)
-        return storage
+
+class PooledPostgresScheduleStorage(_KeepsConnections, PostgresScheduleStorage):
+    """dagster-postgres's schedule storage, keeping its connection (see the module)."""
