@@ -83,23 +83,26 @@ def replace_rows(
     source, written, compared = new, columns, columns
     if digest:
         source, written, compared = f"_digested_{target}", (*columns, digest), (*key, digest)
-        duck.execute(
-            f"CREATE OR REPLACE TEMP VIEW {ident(source)} AS"  # noqa: S608
-            f" SELECT *, {row_digest_sql(columns)} AS {ident(digest)} FROM {ident(new)}"
-        )
-    link = _Link(cur, duck, target, column_kinds(cur, target, written), folder)
-    if "array" in link.kinds.values():
-        duck.execute(PG_ARRAY_MACRO)
-    cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
-    if not cur.fetchone()[0]:  # type: ignore[index]
-        # Nothing there (a first refresh): no comparison, every row goes in.
-        if rows < bulk_fill_rows:
-            return RowChanges(rows, link.copy_rows(f"FROM {ident(source)}", table, written), 0)
-        with indexes_set_aside(cur, table):
-            return RowChanges(rows, link.copy_rows(f"FROM {ident(source)}", table, written), 0)
-    current = link.read_current(source, compared)
-    changes = f"_changes_{target}"
+    current, changes = f"_current_{target}", f"_changes_{target}"
     try:
+        if digest:
+            duck.execute(
+                f"CREATE OR REPLACE TEMP VIEW {ident(source)} AS"  # noqa: S608
+                f" SELECT *, {row_digest_sql(columns)} AS {ident(digest)} FROM {ident(new)}"
+            )
+        link = _Link(cur, duck, target, column_kinds(cur, target, written), folder)
+        if "array" in link.kinds.values():
+            duck.execute(PG_ARRAY_MACRO)
+        cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
+        if not cur.fetchone()[0]:  # type: ignore[index]
+            # Nothing there (a first refresh): no comparison, every row goes in.
+            if rows < bulk_fill_rows:
+                added = link.copy_rows(f"FROM {ident(source)}", table, written)
+            else:
+                with indexes_set_aside(cur, table):
+                    added = link.copy_rows(f"FROM {ident(source)}", table, written)
+            return RowChanges(rows, added, 0)
+        link.read_current(source, compared, into=current)
         if key:
             gone, came = _keyed_changes(duck, changes, source, current, compared, written, key)
         else:
@@ -107,10 +110,10 @@ def replace_rows(
         removed = link.delete(gone, key or columns, by_key=bool(key))
         added = link.copy_rows(came, table, written)
     finally:
-        duck.execute(f"DROP TABLE IF EXISTS {ident(current)}")
-        duck.execute(f"DROP TABLE IF EXISTS {ident(changes)}")
-        duck.execute(f"DROP TABLE IF EXISTS {ident(changes + '_came')}")
-        duck.execute(f"DROP VIEW IF EXISTS {ident('_digested_' + target)}")
+        for working in (current, changes, changes + "_came"):
+            duck.execute(f"DROP TABLE IF EXISTS {ident(working)}")
+        if digest:
+            duck.execute(f"DROP VIEW IF EXISTS {ident(source)}")
     return RowChanges(rows, added, removed)
 
 
@@ -193,8 +196,8 @@ class _Link:
     kinds: dict[str, str]
     folder: Path
 
-    def read_current(self, new: str, columns: tuple[str, ...]) -> str:
-        """Copy the table's current rows into DuckDB, typed like `new`; return the copy."""
+    def read_current(self, new: str, columns: tuple[str, ...], *, into: str) -> None:
+        """Copy the table's current rows into the DuckDB table `into`, typed like `new`."""
         types = {r[0]: r[1] for r in self.duck.execute(f"DESCRIBE {ident(new)}").fetchall()}
         shapes = {"array": "to_json({})::text", "json": "{}::text", "scalar": "{}"}
         out = sql.SQL(", ").join(
@@ -210,13 +213,11 @@ class _Link:
             else f"CAST(CAST({ident(c)} AS JSON) AS {types[c]}) AS {ident(c)}"
             for c in columns
         )
-        name = f"_current_{self.target}"
         self.duck.execute(
-            f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS SELECT {typed} FROM ({read_pg_csv(raw)})",  # noqa: S608
+            f"CREATE OR REPLACE TEMP TABLE {ident(into)} AS SELECT {typed} FROM ({read_pg_csv(raw)})",  # noqa: S608
             [str(path)],
         )
         path.unlink()
-        return name
 
     def copy_rows(self, query: str, into: sql.Identifier, columns: tuple[str, ...]) -> int:
         """COPY the rows of the DuckDB `query` into the PostgreSQL table `into`; return how
