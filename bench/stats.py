@@ -84,11 +84,12 @@ def materialize_tables(url: str) -> float:
 
 
 def dagster_floor() -> float:
-    """Dagster's own share: a step of the same shape (eleven outputs, eleven checks, a log line
-    each) that does no work, materialized the same way (best of five)."""
+    """Dagster's own share: a step of the same shape (eleven outputs and their checks, a log
+    line each; with no app to revalidate, the checks are not evaluated, as in the real step)
+    that does no work, materialized the same way (best of five)."""
     import dagster as dg
 
-    from sync_assets.stats.assets import CACHE_CHECK, stats_tables
+    from sync_assets.stats.assets import stats_tables
 
     specs = list(stats_tables.specs)
 
@@ -104,9 +105,6 @@ def dagster_floor() -> float:
             yield dg.MaterializeResult(
                 asset_key=spec.key,
                 metadata={"rows": 0, "rows_added": 0, "rows_removed": 0, "seconds": 0.0},
-                check_results=[
-                    dg.AssetCheckResult(asset_key=spec.key, check_name=CACHE_CHECK, passed=True)
-                ],
             )
 
     times = []

@@ -43,7 +43,8 @@ def test_all_eleven_then_each_cache_tag_exactly_once(club, database_url: str) ->
     assert meta["revalidation"] == "sent" and meta["revalidation_attempts"] == 1
     assert meta["rows"] == 6 and meta["rewritten"] is True
     assert meta["player_match_rows_used"] == 24 and meta["player_match_rows_left_out"] == 7
-    assert all(e.passed for e in check_results(result).values())
+    checks = check_results(result)
+    assert len(checks) == 11 and all(e.passed for e in checks.values())
     assert query(database_url, "SELECT count(*) FROM match_report") == [(6,)]
 
     # A second refresh of the same club finds every table already right and writes nothing.
@@ -79,6 +80,7 @@ def test_without_an_app_url_the_tags_are_not_sent(club, monkeypatch) -> None:
     for spec in TABLES:
         assert metadata_of(result, spec.name)["revalidation"] == "skipped"
     assert club.recorded(club_sandbox.PREFIX) == []
+    assert check_results(result) == {}  # nothing sent, nothing for the check to judge
     lines = [e.user_message for e in instance.all_logs(result.run_id)]
     assert len([m for m in lines if "NEXT_PUBLIC_APP_URL is not set" in m]) == 1
 
