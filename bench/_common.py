@@ -3,6 +3,7 @@ scratch databases on the embedded server."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import resource
@@ -64,7 +65,8 @@ def configure_sandbox(url: str, prefix: str, settings: dict, timeout: float = 60
 
 
 def fresh_database(prefix: str) -> str:
-    """Create an empty database `<prefix>_<random>` on the embedded server; return its URL."""
+    """Create an empty database `<prefix>_<random>` on the embedded server; return its URL.
+    It is dropped when the bench process exits (earlier with `drop_database`)."""
     import psycopg
     from psycopg import sql
 
@@ -74,4 +76,20 @@ def fresh_database(prefix: str) -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server.replace("@/postgres?", f"@/{name}?", 1)
+    url = server.replace("@/postgres?", f"@/{name}?", 1)
+    atexit.register(drop_database, url)
+    return url
+
+
+def drop_database(url: str) -> None:
+    """Drop a database `fresh_database` made (its sessions are ended first)."""
+    import psycopg
+    from psycopg import sql
+
+    from sync_assets.core.embedded import embedded_database_url
+
+    name = url.split("@/", 1)[1].split("?", 1)[0]
+    with psycopg.connect(embedded_database_url("postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -28,22 +28,9 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import bench_home, fresh_database, peak_rss_mb, report
+from _common import bench_home, drop_database, fresh_database, peak_rss_mb, report
 
 TARGETS = {1.0: 1.0, 200.0: 10.0}
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    from sync_assets.core.embedded import embedded_database_url
-
-    name = url.split("@/", 1)[1].split("?", 1)[0]
-    with psycopg.connect(embedded_database_url("postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def seeded(scale: float) -> str:
