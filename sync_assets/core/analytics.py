@@ -18,6 +18,12 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def count_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """How many rows the DuckDB table `table` holds."""
+    row = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()  # noqa: S608
+    return int(row[0]) if row else 0
+
+
 def duckdb_connection(
     memory_limit: str, *, threads: int | None = None, temp_dir: Path | None = None
 ) -> duckdb.DuckDBPyConnection:

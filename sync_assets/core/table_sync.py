@@ -9,6 +9,7 @@ nothing new writes nothing. Arrays and json columns travel as JSON text and are 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import duckdb
 import psycopg2.extensions
 from psycopg2 import sql
 
-from sync_assets.core.analytics import ident, literal
+from sync_assets.core.analytics import count_rows, ident, literal
 from sync_assets.core.pg_bulk import copy_in, copy_out, indexes_set_aside, read_pg_csv
 
 # From this many rows, filling an empty table sets its indexes aside and builds them after.
@@ -79,7 +80,7 @@ def replace_rows(
     table = sql.Identifier(target)
     # One writer per table at a time (two runs, or two deployments); readers are not blocked.
     cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
-    rows = _count(duck, new)
+    rows = count_rows(duck, new)
     source, written, compared = new, columns, columns
     if digest:
         source, written, compared = f"_digested_{target}", (*columns, digest), (*key, digest)
@@ -96,12 +97,9 @@ def replace_rows(
         cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
         if not cur.fetchone()[0]:  # type: ignore[index]
             # Nothing there (a first refresh): no comparison, every row goes in.
-            if rows < bulk_fill_rows:
-                added = link.copy_rows(f"FROM {ident(source)}", table, written)
-            else:
-                with indexes_set_aside(cur, table):
-                    added = link.copy_rows(f"FROM {ident(source)}", table, written)
-            return RowChanges(rows, added, 0)
+            bulk = indexes_set_aside(cur, table) if rows >= bulk_fill_rows else nullcontext()
+            with bulk:
+                return RowChanges(rows, link.copy_rows(f"FROM {ident(source)}", table, written), 0)
         link.read_current(source, compared, into=current)
         if key:
             gone, came = _keyed_changes(duck, changes, source, current, compared, written, key)
@@ -268,8 +266,3 @@ class _Link:
     def _copy_in(self, path: Path, into: sql.Identifier, columns: tuple[str, ...]) -> None:
         names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         copy_in(self.cur, into.as_string(self.cur), names.as_string(self.cur), path)
-
-
-def _count(duck: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = duck.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()  # noqa: S608
-    return int(row[0]) if row else 0

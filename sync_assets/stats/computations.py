@@ -27,6 +27,7 @@ import psycopg2.extensions
 import pyarrow as pa
 from psycopg2 import sql
 
+from sync_assets.core.analytics import count_rows, ident
 from sync_assets.core.pg_bulk import copy_out, read_pg_csv
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.stats.elo import Match, elo_ratings
@@ -519,8 +520,7 @@ def load_club(
     finally:
         pg.rollback()  # the read-only snapshot has nothing to commit
         pg.set_session(isolation_level="DEFAULT", readonly="DEFAULT")
-    row = duck.execute("SELECT count(*) FROM player_matches").fetchone()
-    return int(row[0]) if row else 0
+    return count_rows(duck, "player_matches")
 
 
 def _club_query(
@@ -546,8 +546,7 @@ def build_shared(duck: duckdb.DuckDBPyConnection) -> int:
     duck.execute("DROP TABLE IF EXISTS club_totals")
     duck.execute(render(CLUB_TOTALS))
     duck.execute("DROP TABLE IF EXISTS club_elo")
-    row = duck.execute("SELECT count(*) FROM club_results").fetchone()
-    return int(row[0]) if row else 0
+    return count_rows(duck, "club_results")
 
 
 def build_elo(duck: duckdb.DuckDBPyConnection) -> None:
@@ -615,8 +614,8 @@ def compute_table(duck: duckdb.DuckDBPyConnection, spec: TableSpec) -> str:
     if "club_elo" in spec.query and not _has_table(duck, "club_elo"):
         build_elo(duck)
     name = f"new_{spec.name}"
-    columns = ", ".join(f'"{c}"' for c in spec.columns)
-    duck.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns}) AS {render(spec.query)}")
+    columns = ", ".join(ident(c) for c in spec.columns)
+    duck.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} ({columns}) AS {render(spec.query)}")
     return name
 
 
