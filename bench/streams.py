@@ -6,7 +6,10 @@
    (target ratio >= 0.60). Rounds alternate plain and mapped; the best of each counts.
 2. Memory: the peak RSS of that process against 1 GB, next to the same sync of a file a fifth
    as large (the ratio of the two shows whether memory grows with the input).
-3. The old way for comparison: pandas reading the CSV in chunks and mapping, casting and
+3. Where the sync's time goes: the same sync with `$_ref` left out, and with only its canonical
+   text built (no MD5), in CPU seconds next to the plain COPY's, so the cost of each part of
+   `md5-v1` is measured in every run.
+4. The old way for comparison: pandas reading the CSV in chunks and mapping, casting and
    hashing row by row, timed on a sample and given as a ratio of the plain COPY.
 
 Run: `.venv/bin/python bench/streams.py [rows]` (a few minutes; the CSV is generated once and
@@ -55,7 +58,15 @@ WORKER = """
 import json, resource, sys, time
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.storage import ObjectStorageResource
+from sync_assets.streams import transform
 from sync_assets.streams.assets import StreamSyncConfig, sync_model
+full_ref = transform.ref_sql
+if sys.argv[2] == "no_ref":
+    transform.ref_sql = lambda *args: "CAST(NULL AS VARCHAR)"
+elif sys.argv[2] == "text_only":  # the canonical text is built, its length kept, no MD5
+    transform.ref_sql = lambda *args: (
+        "CAST(length(" + full_ref(*args).removeprefix("md5(") + " AS VARCHAR)"
+    )
 db = PostgresResource(schema_name="streams", url_setting="STREAMS_DATABASE_URL")
 usage = resource.getrusage(resource.RUSAGE_SELF)
 cpu_started = usage.ru_utime + usage.ru_stime
@@ -130,10 +141,12 @@ def plain_copy(source: Path, target: Path) -> tuple[float, float]:
     return time.monotonic() - started, cpu
 
 
-def mapped_sync(model_id: str = "bench") -> dict:
+def mapped_sync(model_id: str = "bench", variant: str = "full") -> dict:
+    """One `sync_model` in a fresh process; `variant` leaves out all (`no_ref`) or part
+    (`text_only`) of the `$_ref` expression, to measure what each part costs."""
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [sys.executable, "-c", WORKER, model_id],
+        [sys.executable, "-c", WORKER, model_id, variant],
         cwd=repo,
         env=os.environ.copy(),
         capture_output=True,
@@ -183,6 +196,15 @@ def pandas_rows_per_second(source: Path) -> float:
     return done / (time.monotonic() - started)
 
 
+def cost_breakdown(plain_cpu: float, full_cpu: float) -> None:
+    """CPU seconds of the sync without `$_ref` and with only its text, beside the full sync."""
+    no_ref = min(mapped_sync(variant="no_ref")["cpu"] for _ in range(2))
+    text_only = min(mapped_sync(variant="text_only")["cpu"] for _ in range(2))
+    report("  sync without $_ref (checksum, cast, write)", no_ref, "cpu-s", plain_cpu / no_ref)
+    report("  + canonical text of the 10 fields", text_only - no_ref, "cpu-s")
+    report("  + MD5 and writing it as hex", full_cpu - text_only, "cpu-s")
+
+
 def main() -> None:
     home = bench_home()
     source = prepare(home, ROWS, "bench")
@@ -215,6 +237,7 @@ def main() -> None:
     report("  the same in CPU time: plain / mapped", cpu_best, "cpu-s", plain_cpu / cpu_best)
     peak = max(m["peak_mb"] for m in mapped)
     report("stream_parquet peak RSS (limit 1024 MB)", peak, "MB", peak / MEMORY_LIMIT_MB)
+    cost_breakdown(plain_cpu, cpu_best)
     prepare(home, ROWS // 5, "bench-fifth")
     fifth = mapped_sync("bench-fifth")["peak_mb"]
     report(f"  peak RSS at {ROWS // 5:,} rows (flat?)", fifth, "MB", peak / fifth)
