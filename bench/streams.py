@@ -241,10 +241,10 @@ def main() -> None:
     report("  the same in CPU time: plain / mapped", cpu_best, "cpu-s", plain_cpu / cpu_best)
     peak = max(m["peak_mb"] for m in mapped)
     report("stream_parquet peak RSS (limit 1024 MB)", peak, "MB", peak / MEMORY_LIMIT_MB)
-    cost_breakdown(plain_cpu)
     prepare(home, ROWS // 5, "bench-fifth")
     fifth = mapped_sync("bench-fifth")["peak_mb"]
     report(f"  peak RSS at {ROWS // 5:,} rows (flat?)", fifth, "MB", peak / fifth)
+    cost_breakdown(plain_cpu)
     old = pandas_rows_per_second(source)
     report("pandas row by row (the old way)", old, "rows/s", old / plain_rate)
     print(
