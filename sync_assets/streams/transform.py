@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -63,7 +64,9 @@ TIME_TYPES = {
     "TIMESTAMP_S",
     "TIMESTAMP_MS",
     "TIMESTAMP_NS",
+    "TIMESTAMPTZ_NS",
 }
+NANOSECOND_TYPES = {"TIMESTAMP_NS", "TIMESTAMPTZ_NS"}
 SAMPLE_SIZE = 5
 PARQUET_VERSIONS = ("v1", "v2")
 
@@ -164,13 +167,11 @@ def _from_text(kind: str, text: str) -> str:
     if kind == "text":
         return text
     if kind == "integer":
-        # Integral values only: '1.0' -> 1, but '1.5' is rejected rather than rounded. Text
-        # without a '.' takes the plain integer cast; only decimals are parsed twice.
+        # Whole values only: '1.0' and '1e3' give 1 and 1000, but '1.5' and '15e-1' are
+        # rejected rather than rounded (the BIGINT cast alone rounds them), and so are '0x1F'
+        # and '0b101', which it reads as hexadecimal and binary but no number parse does.
         as_int, as_double = f"TRY_CAST({text} AS BIGINT)", f"TRY_CAST({text} AS DOUBLE)"
-        return (
-            f"CASE WHEN NOT contains({text}, '.') THEN {as_int}"
-            f" WHEN {as_int} = {as_double} THEN {as_int} END"
-        )
+        return f"CASE WHEN {as_int} = {as_double} THEN {as_int} END"
     if kind == "number":
         as_double = f"TRY_CAST({text} AS DOUBLE)"
         return f"CASE WHEN isfinite({as_double}) THEN {as_double} END"
@@ -180,11 +181,35 @@ def _from_text(kind: str, text: str) -> str:
         # UTC; anything else, or a text that parse refuses, takes the zone-aware cast.
         zoned = f"TRY_CAST({text} AS TIMESTAMPTZ)"
         plain = f"make_timestamptz(epoch_us(TRY_CAST({text} AS TIMESTAMP)))"
-        return (
+        return _representable(
+            kind,
             f"CASE WHEN {text} LIKE '____-__-__ __:__:__' OR {text} LIKE '____-__-__T__:__:__'"
-            f" THEN coalesce({plain}, {zoned}) ELSE {zoned} END"
+            f" THEN coalesce({plain}, {zoned}) ELSE {zoned} END",
         )
-    return f"TRY_CAST({text} AS {DUCKDB_TYPES[kind]})"
+    if kind == "boolean":
+        # The other types' casts ignore surrounding spaces; the BOOLEAN cast does not, so a
+        # value it refuses is tried once more trimmed.
+        return f"coalesce(TRY_CAST({text} AS BOOLEAN), TRY_CAST(trim({text}) AS BOOLEAN))"
+    return _representable(kind, f"TRY_CAST({text} AS {DUCKDB_TYPES[kind]})")
+
+
+# Dates and instants that Parquet readers (pyarrow, pandas, Python's datetime) can hold: DuckDB
+# also takes 'infinity', '-infinity' and years past 9999 or before 1, which they cannot.
+REPRESENTABLE = {
+    "date": ("DATE '0001-01-01'", "DATE '9999-12-31'"),
+    "timestamp": (
+        "TIMESTAMPTZ '0001-01-01 00:00:00+00'",
+        "TIMESTAMPTZ '9999-12-31 23:59:59.999999+00'",
+    ),
+}
+
+
+def _representable(kind: str, typed: str) -> str:
+    """`typed` where it is a date or instant every reader can hold, else NULL (rejected)."""
+    if kind not in REPRESENTABLE:
+        return typed
+    low, high = REPRESENTABLE[kind]
+    return f"CASE WHEN {typed} BETWEEN {low} AND {high} THEN {typed} END"
 
 
 def _from_typed(kind: str, column: str, source_type: str) -> str:
@@ -207,9 +232,14 @@ def _from_typed(kind: str, column: str, source_type: str) -> str:
     if kind == "boolean" and base == "BOOLEAN":
         return column
     if kind == "date" and base == "DATE":
-        return column
+        return _representable(kind, column)
+    if kind == "timestamp" and base in NANOSECOND_TYPES:
+        # Truncated to the microsecond, as the text of the same instant is (a cast rounds).
+        nanos = f"epoch_ns({column})"
+        micros = f"(({nanos} - (({nanos} % 1000) + 1000) % 1000) // 1000)"
+        return _representable(kind, f"make_timestamptz({micros})")
     if kind == "timestamp" and base in TIME_TYPES:
-        return f"CAST({column} AS TIMESTAMPTZ)"
+        return _representable(kind, f"CAST({column} AS TIMESTAMPTZ)")
     return _from_text(kind, f"CAST({column} AS VARCHAR)")
 
 
@@ -272,23 +302,45 @@ class _Source:
 
 
 def _duckdb_message(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    """DuckDB's error without the source row it quotes, its advice and its option dump.
+
+    The row is the user's data (it may hold anything) and stays out of logs and run records;
+    the line number DuckDB gives is enough to find it.
+    """
     kept: list[str] = []
-    for line in lines:
-        if line.startswith(("Possible fixes", "LINE ", "^", "* ")):
+    for line in (line.strip() for line in str(exc).splitlines()):
+        if line.startswith(("Possible fixes", "Possible Solution", "file =", "LINE ", "^", "* ")):
             break
-        kept.append(line)
+        if line and not line.startswith("Original Line"):
+            kept.append(line)
     return redact(" ".join(kept)[:600])
 
 
-def _csv_header(open_source: Callable[[], IO[bytes]]) -> list[str] | None:
-    """The header record of a CSV (None for an empty file), read without loading the file."""
+def _csv_header(model: DataModel, open_source: Callable[[], IO[bytes]]) -> list[str] | None:
+    """The header record of a CSV (None for an empty file), read without loading the file.
+
+    Only the header's own bytes must be UTF-8 here: undecodable bytes are kept as escapes, so a
+    bad byte in a row that shares the first buffer is left to DuckDB, which names its line.
+    """
     with open_source() as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         try:
-            return next(csv.reader(text), None)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise SourceError(f"the CSV header cannot be read: {exc}") from None
+            header = next(csv.reader(text), None)
+        except csv.Error as exc:
+            raise _header_error(model, str(exc)) from None
+    if header and any(UNDECODABLE.search(name) for name in header):
+        raise _header_error(model, "it is not UTF-8 text")
+    return header
+
+
+UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that `surrogateescape` could not decode
+
+
+def _header_error(model: DataModel, reason: str) -> SourceError:
+    return SourceError(
+        f"data model {model.id!r}: the header of the CSV source {model.source_uri!r} cannot be"
+        f" read: {reason}"
+    )
 
 
 def _missing(model: DataModel, names: Sequence[str], columns: set[str]) -> None:
@@ -314,7 +366,7 @@ def _inspect(
 ) -> _Source:
     fmt = model.source_format
     if fmt == "csv":
-        header = _csv_header(open_source)
+        header = _csv_header(model, open_source)
         if header is None:
             return _Source("", {}, {}, {}, [], empty=True)
         positions: dict[str, int] = {}

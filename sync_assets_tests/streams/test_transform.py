@@ -186,6 +186,88 @@ def test_types_nulls_and_values_that_do_not_cast(tmp_path: Path) -> None:
     assert all(s["type"] and s["source"] for s in result.rejected_samples)
 
 
+def test_integers_are_whole_values_never_rounded(tmp_path: Path) -> None:
+    """Exponents that leave a fraction, hexadecimal and binary are rejected, not rounded."""
+    fields = mappings([("k", "integer"), ("v", "integer")])
+    whole = ["1e3", "1.0", "-2.00", "+5", " 7 ", "9223372036854775807"]
+    fractions = ["15e-1", "5e-1", "123e-2", "1.5", "0x1F", "0b101", "9223372036854775808"]
+    lines = [f"{i},{v}" for i, v in enumerate(whole + fractions)]
+    result = run(
+        tmp_path, "csv", "k,v\n" + "\n".join(lines) + "\n", fields, max_rejected_fraction=1
+    )
+    rows = sorted(read(result), key=lambda r: r["k"])
+    assert [r["v"] for r in rows] == [1000, 1, -2, 5, 7, 9223372036854775807]
+    assert result.rows_rejected == len(fractions)
+    assert {s["value"] for s in result.rejected_samples} <= set(fractions)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_dates_and_instants_no_reader_can_hold_are_rejected(tmp_path: Path, fmt) -> None:
+    """'infinity' and years outside 1-9999: DuckDB takes them, pyarrow and Python cannot."""
+    fields = mappings([("k", "integer"), ("d", "date"), ("t", "timestamp")])
+    values = ["infinity", "-infinity", "99999-01-01", "0000-01-01", "2024-02-29"]
+    if fmt == "csv":
+        content: bytes | str = "k,d,t\n" + "".join(f"{i},{v},{v}\n" for i, v in enumerate(values))
+    else:
+        con = duckdb.connect()
+        table = con.sql(
+            "SELECT k, CAST(v AS DATE) AS d, CAST(v AS TIMESTAMP) AS t"
+            " FROM unnest($values) WITH ORDINALITY AS u(v, k)",
+            params={"values": values},
+        ).to_arrow_table()
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        content = sink.getvalue().to_pybytes()
+    result = run(tmp_path, fmt, content, fields, max_rejected_fraction=1)
+    rows = read(result)  # pyarrow reads every value back
+    assert [(r["d"], r["t"]) for r in rows] == [
+        (dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, tzinfo=UTC))
+    ]
+    assert rows[0]["$_ref"] == ref_hash(
+        [rows[0][n] for n in ("k", "d", "t")], ["integer", "date", "timestamp"]
+    )
+    assert result.rows_rejected == 4
+
+
+def test_nanosecond_instants_are_truncated_in_every_format(tmp_path: Path) -> None:
+    """A Parquet timestamp[ns] gives the instant and `$_ref` its text gives in a CSV."""
+    fields = mappings([("k", "integer"), ("t", "timestamp"), ("d", "date")])
+    texts = [
+        "2024-01-01 00:00:00.123456789",
+        "2024-01-01 23:59:59.9999999",
+        "1969-12-31 23:59:59.999999999",
+    ]
+    nanos = [1704067200123456789, 1704153599999999900, -1]
+    csv_rows = read(
+        run(
+            tmp_path,
+            "csv",
+            "k,t,d\n" + "".join(f"{i},{x},{x}\n" for i, x in enumerate(texts)),
+            fields,
+        )
+    )
+    for zone in (None, "UTC"):
+        kind = pa.timestamp("ns", tz=zone)
+        table = pa.table({"k": range(3), "t": pa.array(nanos, kind), "d": pa.array(nanos, kind)})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        parquet_rows = read(run(tmp_path, "parquet", sink.getvalue().to_pybytes(), fields))
+        assert sorted(parquet_rows, key=lambda r: r["k"]) == sorted(csv_rows, key=lambda r: r["k"])
+    by_key = {r["k"]: r for r in csv_rows}
+    assert by_key[1]["t"] == dt.datetime(2024, 1, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    assert by_key[2]["t"] == dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert by_key[1]["d"] == dt.date(2024, 1, 1)
+
+
+def test_booleans_ignore_surrounding_spaces_as_the_other_types_do(tmp_path: Path) -> None:
+    fields = mappings([("k", "integer"), ("b", "boolean")])
+    result = run(
+        tmp_path, "csv", "k,b\n 1, true\n2 ,false \n3, maybe \n", fields, max_rejected_fraction=1
+    )
+    assert sorted((r["k"], r["b"]) for r in read(result)) == [(1, True), (2, False)]
+    assert [s["value"] for s in result.rejected_samples] == [" maybe "]
+
+
 def test_json_values_of_the_wrong_kind_are_rejected(tmp_path: Path) -> None:
     fields = mappings([("id", "integer"), ("tags", "text"), ("n", "number")])
     records = [
@@ -373,12 +455,28 @@ def test_a_json_key_that_appears_late_is_found(tmp_path: Path) -> None:
     assert result.rows_written == 30_001 and late[30_000] == "here" and late[0] is None
 
 
+def test_a_row_that_is_not_utf8_is_named_by_line_and_not_quoted(tmp_path: Path) -> None:
+    """The row's content stays out of the error (it is the user's data), and so does DuckDB's
+    advice and option dump; the line number is kept."""
+    fields = mappings([("id", "integer"), ("name", "text")])
+    rows = b"".join(b"%d,ok\n" % i for i in range(3000))
+    content = b"id,name\n" + rows + b"9,caf\xe9 private-data\n"
+    with pytest.raises(SourceError) as caught:
+        run(tmp_path, "csv", content, fields)
+    message = str(caught.value)
+    assert "data model 'm1'" in message and "Line: 3002" in message
+    assert "not utf-8 encoded" in message
+    for leaked in ("private-data", "Original Line", str(tmp_path), "strict_mode", "Possible"):
+        assert leaked not in message
+
+
 @pytest.mark.parametrize(
     ("fmt", "content", "reason"),
     [
         ("csv", "id,name\n1,a\n2\n3,c\n", "Expected Number of Columns: 2 Found: 1"),
         ("csv", "id,name\n1,a\n2,b,extra\n", "Expected Number of Columns: 2 Found: 3"),
         ("csv", 'id,name\n1,"open\n2,b\n', "unterminated quote"),
+        ("csv", b"id,n\xe9\n1,a\n", "the header of the CSV source 'sources/m1.csv' cannot be"),
         ("ndjson", '{"id": 1, "name": "a"}\n{"id": 2, "na', "Malformed JSON"),
         ("json", '[{"id": 1, "name": "a"}, {"id": ', "Malformed JSON"),
         ("json", '{"id": 1, "name": "a"}', "Expected top-level JSON array"),
