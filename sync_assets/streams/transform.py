@@ -401,10 +401,17 @@ def _inspect(
         except duckdb.BinderException as exc:
             if "expected records" not in str(exc):
                 raise
-            objects = f"read_json_objects($path, format = '{layout}')"
-            found = con.execute(f"SELECT 1 FROM {objects} LIMIT 1", {"path": path}).fetchall()  # noqa: S608
-            if not found:
+            objects = f"read_json_objects($path, format = '{layout}') AS t(value)"
+            counted = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE json_type(value) <> 'OBJECT')"  # noqa: S608
+                f" FROM {objects}",
+                {"path": path},
+            ).fetchone()
+            total, not_objects = counted if counted else (0, 0)
+            if not total:
                 return _Source("", {}, {}, {}, [], empty=True)
+            if not not_objects:  # objects, but not one key among them
+                _missing(model, [], set())
             raise SourceError(
                 f"data model {model.id!r}: the {fmt} source holds values that are not objects"
             ) from None

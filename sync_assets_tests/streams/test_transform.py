@@ -447,6 +447,14 @@ def test_a_mapped_column_the_source_lacks_names_the_model_and_column(tmp_path: P
         run(tmp_path, fmt, content, fields)
 
 
+@pytest.mark.parametrize(("fmt", "content"), [("ndjson", "{}\n{}\n"), ("json", "[{}, {}]")])
+def test_objects_without_any_key_lack_the_mapped_column(tmp_path: Path, fmt, content) -> None:
+    """Records that are objects, just empty ones, are not called 'not objects'."""
+    fields = mappings([("id", "integer")])
+    with pytest.raises(SourceError, match=r"source column 'id' .* \(columns: none\)"):
+        run(tmp_path, fmt, content, fields)
+
+
 def test_a_json_key_that_appears_late_is_found(tmp_path: Path) -> None:
     records = [{"id": i} for i in range(30_000)] + [{"id": 30_000, "late": "here"}]
     fields = mappings([("id", "integer"), ("late", "text")])
