@@ -419,6 +419,18 @@ def _inspect(
             # A key that first appears after DuckDB's sample: look at every record once.
             full = f"read_json($path, format = '{layout}', records = true, sample_size = -1)"
             names = [row[0] for row in _describe(con, full, {"path": path})]
+        if any(m.source not in names for m in model.mappings):
+            # DuckDB names columns case-insensitively ('Id' and 'id' become 'Id' and 'id_1'),
+            # while the read below matches keys exactly: the keys themselves decide.
+            objects = f"read_json_objects($path, format = '{layout}') AS t(value)"
+            names = [
+                row[0]
+                for row in con.execute(
+                    f"SELECT DISTINCT unnest(json_keys(value)) FROM {objects}"  # noqa: S608
+                    " WHERE json_type(value) = 'OBJECT' ORDER BY 1",
+                    {"path": path},
+                ).fetchall()
+            ]
         _missing(model, names, set(names))
         sources = list(dict.fromkeys(m.source for m in model.mappings))
         reader = f"read_json($path, format = '{layout}', records = true, columns = $columns)"

@@ -455,6 +455,18 @@ def test_objects_without_any_key_lack_the_mapped_column(tmp_path: Path, fmt, con
         run(tmp_path, fmt, content, fields)
 
 
+def test_json_keys_that_differ_only_in_case_are_told_apart(tmp_path: Path) -> None:
+    """DuckDB renames `id` to `id_1` beside an `Id`; the model's `id` is still found, exactly."""
+    content = '{"Id": 0, "name": "x"}\n' + "".join(
+        f'{{"id": {i}, "name": "n"}}\n' for i in range(1, 1000)
+    )
+    result = run(tmp_path, "ndjson", content, mappings([("id", "integer"), ("name", "text")]))
+    ids = sorted((r["id"] for r in read(result)), key=lambda v: (v is not None, v))
+    assert ids == [None, *range(1, 1000)]  # the `Id` record has no `id`
+    with pytest.raises(SourceError, match=r"source column 'ID'"):
+        run(tmp_path, "ndjson", content, mappings([("ID", "integer")]))
+
+
 def test_a_json_key_that_appears_late_is_found(tmp_path: Path) -> None:
     records = [{"id": i} for i in range(30_000)] + [{"id": 30_000, "late": "here"}]
     fields = mappings([("id", "integer"), ("late", "text")])
