@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -119,10 +120,7 @@ class Buckets:
 
         On a local bucket it sits inside the bucket, so the publish is a same-disk rename.
         """
-        if self.local:
-            base = Path(self.path(f"{STREAMS_BUCKET}/{STAGING}"))
-        else:
-            base = state_dir() / "streams-staging"
+        base = self._local_staging()
         base.mkdir(parents=True, exist_ok=True)
         folder = base / f"{model_id}.{uuid.uuid4().hex}"
         folder.mkdir()
@@ -131,22 +129,34 @@ class Buckets:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def clear_leftovers(self, model_id: str) -> int:
-        """Remove staging left by runs of this model that died (call under the model's lock)."""
-        removed = 0
+    def _local_staging(self) -> Path:
         if self.local:
-            base = Path(self.path(f"{STREAMS_BUCKET}/{STAGING}"))
-            for leftover in base.glob(f"{model_id}.*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-                removed += 1
+            return Path(self.path(f"{STREAMS_BUCKET}/{STAGING}"))
+        return state_dir() / "streams-staging"
+
+    def clear_leftovers(self, model_id: str) -> int:
+        """Remove staging left by runs of this model that died (call under the model's lock).
+
+        Only names this model's runs make (`<model id>.<32 hex digits>`) are removed: model ids
+        may contain dots, and the staging of `a.b` must survive a run of `a`. On an object
+        store both the local output folder and the bucket's staging objects are cleared.
+        """
+        own = re.compile(re.escape(model_id) + r"\.[0-9a-f]{32}(\.parquet)?")
+        removed = 0
+        local = self._local_staging()
+        if local.is_dir():
+            for leftover in local.iterdir():
+                if own.fullmatch(leftover.name):
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    removed += 1
+        if self.local:
             return removed
-        prefix = self.path(f"{STREAMS_BUCKET}/{STAGING}")
         try:
-            names = self.fs.ls(prefix, detail=False)
+            names = self.fs.ls(self.path(f"{STREAMS_BUCKET}/{STAGING}"), detail=False)
         except FileNotFoundError:
-            return 0
+            return removed
         for name in names:
-            if os.path.basename(name).startswith(f"{model_id}."):
+            if own.fullmatch(os.path.basename(name.rstrip("/"))):
                 self.fs.rm(name, recursive=True)
                 removed += 1
         return removed
