@@ -71,7 +71,7 @@ db = PostgresResource(schema_name="streams", url_setting="STREAMS_DATABASE_URL")
 usage = resource.getrusage(resource.RUSAGE_SELF)
 cpu_started = usage.ru_utime + usage.ru_stime
 started = time.monotonic()
-meta = sync_model(sys.argv[1], StreamSyncConfig(force=True), db, ObjectStorageResource(), {},
+meta = sync_model(sys.argv[1], StreamSyncConfig(force=True), db, ObjectStorageResource(), dict,
                   lambda m: None)
 seconds = time.monotonic() - started
 usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -4,6 +4,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any, Literal
 
 import dagster as dg
@@ -97,16 +98,21 @@ def sync_model(
     config: StreamSyncConfig,
     db: PostgresResource,
     storage: ObjectStorageResource,
-    previous: dict[str, Any],
+    read_previous: Callable[[], dict[str, Any]],
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Sync one data model; return the materialization metadata. Raises on any fault."""
+    """Sync one data model; return the materialization metadata. Raises on any fault.
+
+    The model and the last materialization's metadata are read under the model's lock, so a
+    run that waited for another never publishes a mapping older than the one published.
+    """
     started = time.monotonic()
-    model = load_model(db, model_id)
     buckets = Buckets.of(storage)
-    fingerprint = model.fingerprint()
-    key = buckets.parquet_key(model.id)
-    with db.advisory_lock(f"stream_parquet:{model.id}", wait_seconds=config.lock_wait_seconds):
+    with db.advisory_lock(f"stream_parquet:{model_id}", wait_seconds=config.lock_wait_seconds):
+        model = load_model(db, model_id)
+        previous = read_previous()
+        fingerprint = model.fingerprint()
+        key = buckets.parquet_key(model.id)
         if cleared := buckets.clear_leftovers(model.id):
             log(f"removed {cleared} staging leftover(s) of an earlier run that did not finish")
         source_size = buckets.size(model.source_uri)
@@ -256,7 +262,7 @@ def stream_parquet(
             config,
             streams_db,
             object_storage,
-            previous_metadata(context.instance, context.asset_key, model_id),
+            partial(previous_metadata, context.instance, context.asset_key, model_id),
             context.log.info,
         )
     except Exception as exc:
@@ -291,7 +297,7 @@ def sync_all_stream_models(
                 StreamSyncConfig(),
                 streams_db,
                 object_storage,
-                previous_metadata(context.instance, asset_key, model_id),
+                partial(previous_metadata, context.instance, asset_key, model_id),
                 context.log.info,
             )
         except Exception as exc:

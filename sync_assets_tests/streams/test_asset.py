@@ -107,6 +107,37 @@ def test_disabled_or_unknown_models_are_not_synced(streams, instance) -> None:
     assert not streams.parquet("people").exists()
 
 
+def test_a_run_that_waited_for_the_lock_uses_the_mapping_of_its_turn(streams, instance) -> None:
+    """The model is read under the model's lock: a run queued behind another, while the app
+    changed the mapping, publishes the new mapping and never an older one."""
+    import threading
+
+    from sync_assets.streams.assets import StreamSyncConfig, sync_model
+
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv", mappings([("id", "integer"), ("name", "text")]))
+    outcome: dict = {}
+    with streams.db.advisory_lock("stream_parquet:people"):  # another run holds the model
+        waiting = threading.Thread(
+            target=lambda: outcome.update(
+                sync_model(
+                    "people",
+                    StreamSyncConfig(lock_wait_seconds=30),
+                    streams.db,
+                    streams.storage,
+                    dict,
+                    print,
+                )
+            )
+        )
+        waiting.start()
+        time.sleep(1.0)  # the run is now waiting for the lock
+        streams.model("people", "csv", mappings([("id", "integer"), ("amount", "number")]))
+    waiting.join(60)
+    assert outcome["rows_written"] == 3
+    assert set(streams.rows("people")[0]) == {"id", "amount", "$_ref"}
+
+
 WORKER = """
 import os, sys
 from pathlib import Path
@@ -114,7 +145,7 @@ from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.storage import ObjectStorageResource
 from sync_assets.streams.assets import StreamSyncConfig, sync_model
 db = PostgresResource(schema_name="streams", url_setting="STREAMS_DATABASE_URL")
-sync_model("big", StreamSyncConfig(threads=1, force=True), db, ObjectStorageResource(), {}, print)
+sync_model("big", StreamSyncConfig(threads=1, force=True), db, ObjectStorageResource(), dict, print)
 print("finished", flush=True)
 """
 
