@@ -124,13 +124,18 @@ def stream_source_sensor(
     streams_db: PostgresResource,
     object_storage: ObjectStorageResource,
 ) -> dg.SensorResult:
-    """Compare each enabled model's source object (size and mtime/ETag) with the last tick."""
+    """Compare each enabled model's source object (size and mtime/ETag) with the last tick.
+
+    The cursor keeps, per model, the last marker and how many changes were seen; the count is
+    in the run key, so a source that goes back to an earlier version (same size and ETag or
+    mtime) still starts a run (Dagster never reruns a key it has seen).
+    """
     models.apply_schema(streams_db)
     with streams_db.connect() as conn:
         rows = models.enabled_model_rows(conn)
     buckets = Buckets.of(object_storage)
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    current: dict[str, str] = {}
+    seen = _source_cursor(context.cursor)
+    current = dict(seen)  # models without a usable source keep their entry
     run_requests = []
     for row in rows:
         if problem := _usable(row):
@@ -140,21 +145,32 @@ def stream_source_sensor(
         marker = buckets.fingerprint(str(row["source_uri"]))
         if marker is None:
             continue
-        current[model_id] = marker
-        if seen.get(model_id) != marker:
+        last_marker, changes = seen.get(model_id, (None, 0))
+        if last_marker != marker:
+            changes += 1
             run_requests.append(
                 dg.RunRequest(
-                    run_key=f"stream_source:{model_id}:{marker}",
+                    run_key=f"stream_source:{model_id}:{changes}:{marker}",
                     partition_key=model_id,
                     tags={"sync_assets/trigger": "source_changed"},
                 )
             )
+        current[model_id] = (marker, changes)
     ensure_partitions(context.instance, [r.partition_key for r in run_requests])
     return dg.SensorResult(
         run_requests=run_requests,
         cursor=json.dumps(current, sort_keys=True),
         skip_reason=None if run_requests else "no new or changed source objects",
     )
+
+
+def _source_cursor(cursor: str | None) -> dict[str, tuple[str, int]]:
+    """model id -> (marker, changes seen); a cursor of the older form (marker only) counts 0."""
+    entries = json.loads(cursor) if cursor else {}
+    return {
+        model_id: (entry, 0) if isinstance(entry, str) else (str(entry[0]), int(entry[1]))
+        for model_id, entry in entries.items()
+    }
 
 
 @dg.schedule(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 
 import dagster as dg
 
@@ -142,6 +144,24 @@ def test_new_or_changed_sources_start_runs(streams, instance) -> None:
     streams.write("sources/nofile.csv", CSV)
     fourth = evaluate(stream_source_sensor, streams, instance, third.cursor)
     assert [r.partition_key for r in fourth.run_requests] == ["nofile"]
+    # Back to the first version, same size and mtime: still a change, with a key of its own.
+    source = streams.root / "sources" / "b.csv"
+    stamp = source.stat().st_mtime_ns
+    source.write_text(CSV)
+    os.utime(source, ns=(stamp, stamp))
+    reverted = evaluate(stream_source_sensor, streams, instance, fourth.cursor)
+    source.write_text(CSV + "4,x,1,true,2024-01-01,2024-01-01\n")
+    os.utime(source, ns=(stamp, stamp))
+    again = evaluate(stream_source_sensor, streams, instance, reverted.cursor)
+    keys = [r.run_key for r in (*first.run_requests, *third.run_requests)]
+    for result in (reverted, again):
+        [request] = result.run_requests
+        assert request.partition_key == "b" and request.run_key not in keys
+        keys.append(request.run_key)
+    # A cursor written before the change count still works.
+    old_cursor = json.dumps({"a": "0:0", "b": "0:0"})
+    upgraded = evaluate(stream_source_sensor, streams, instance, old_cursor)
+    assert sorted(r.partition_key for r in upgraded.run_requests) == ["a", "b", "nofile"]
 
 
 def test_the_schedule_resyncs_every_enabled_model(streams) -> None:
