@@ -14,6 +14,7 @@ from sync_assets.streams.assets import stream_parquet
 from sync_assets.streams.jobs import (
     stream_source_sensor,
     stream_sync_all_job,
+    stream_sync_canceled_sensor,
     stream_sync_failure_sensor,
     stream_sync_job,
     stream_sync_jobs_sensor,
@@ -25,7 +26,12 @@ DEMO_EXTRA_JOBS = ("stream_sync_all_job",)
 defs = dg.Definitions(
     assets=[stream_parquet],
     jobs=[stream_sync_job, stream_sync_all_job],
-    sensors=[stream_sync_jobs_sensor, stream_source_sensor, stream_sync_failure_sensor],
+    sensors=[
+        stream_sync_jobs_sensor,
+        stream_source_sensor,
+        stream_sync_failure_sensor,
+        stream_sync_canceled_sensor,
+    ],
     schedules=[stream_sync_schedule],
     resources={
         "streams_db": PostgresResource(schema_name="streams", url_setting="STREAMS_DATABASE_URL"),

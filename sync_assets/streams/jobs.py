@@ -215,16 +215,35 @@ def stream_sync_failure_sensor(
     context: dg.RunFailureSensorContext, streams_db: PostgresResource
 ) -> None:
     """Runs that die before the asset can write back (crash, resource error) still fail."""
-    value = context.dagster_run.tags.get(REQUEST_TAG)
+    message = context.failure_event.message or "the run failed"
+    _fail_request(streams_db, context.dagster_run, message)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    monitored_jobs=[stream_sync_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks the request of a canceled stream run as failed.",
+)
+def stream_sync_canceled_sensor(
+    context: dg.RunStatusSensorContext, streams_db: PostgresResource
+) -> None:
+    """A run canceled after its asset marked the request `running` would otherwise stay so."""
+    run = context.dagster_run
+    _fail_request(streams_db, run, f"run {run.run_id} was canceled")
+
+
+def _fail_request(streams_db: PostgresResource, run: dg.DagsterRun, message: str) -> None:
+    """Mark the request a run was started for (if any, and not finished) as failed."""
+    value = run.tags.get(REQUEST_TAG)
     if not value or not value.isdigit():
         return
-    message = context.failure_event.message or "the run failed"
     with streams_db.transaction() as conn:
         models.set_request_status(
             conn,
             int(value),
             models.FAILED,
-            run_id=context.dagster_run.run_id,
+            run_id=run.run_id,
             error=redact(message),
             only_from=[models.PENDING, models.QUEUED, models.RUNNING],
         )

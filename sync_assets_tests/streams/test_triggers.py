@@ -14,6 +14,7 @@ from sync_assets.streams import DEMO_EXTRA_JOBS, defs
 from sync_assets.streams.assets import REQUEST_TAG
 from sync_assets.streams.jobs import (
     stream_source_sensor,
+    stream_sync_canceled_sensor,
     stream_sync_failure_sensor,
     stream_sync_jobs_sensor,
     stream_sync_schedule,
@@ -125,6 +126,43 @@ def test_the_failure_sensor_marks_requests_of_runs_that_died(streams, instance) 
     )
 
 
+def test_a_run_canceled_mid_sync_fails_its_running_request(streams, instance) -> None:
+    """The asset marks the request running; a cancel after that must not leave it running."""
+    streams.model("people", "csv")
+    request_id = streams.request("people")
+    job = all_defs.resolve_job_def("stream_sync_job")
+    run = instance.create_run_for_job(job, tags={REQUEST_TAG: str(request_id)}, run_config={})
+    streams.query(
+        "UPDATE streams.stream_sync_jobs SET status = 'running', attempts = 1"
+        " WHERE id = %s RETURNING id",
+        (request_id,),
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name="stream_sync_canceled_sensor",
+        dagster_event=dg.DagsterEvent(
+            event_type_value="PIPELINE_CANCELED", job_name="stream_sync_job"
+        ),
+        dagster_instance=instance,
+        dagster_run=run,
+        resources=streams.resources(),
+    )
+    stream_sync_canceled_sensor(context)
+    assert statuses(streams)[request_id] == (
+        "failed",
+        run.run_id,
+        1,
+        f"run {run.run_id} was canceled",
+    )
+    # A request that already finished is left as it is.
+    streams.query(
+        "UPDATE streams.stream_sync_jobs SET status = 'done', error = NULL WHERE id = %s"
+        " RETURNING id",
+        (request_id,),
+    )
+    stream_sync_canceled_sensor(context)
+    assert statuses(streams)[request_id][0] == "done"
+
+
 def test_new_or_changed_sources_start_runs(streams, instance) -> None:
     streams.write("sources/a.csv", CSV)
     streams.write("sources/b.csv", CSV)
@@ -196,6 +234,7 @@ def test_names_groups_tags_and_resources() -> None:
         "stream_sync_jobs_sensor",
         "stream_source_sensor",
         "stream_sync_failure_sensor",
+        "stream_sync_canceled_sensor",
     }
     assert all_defs.resolve_schedule_def("stream_sync_schedule").cron_schedule == "15 * * * *"
     assert set(defs.resources) == {"streams_db"}
