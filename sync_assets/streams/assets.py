@@ -30,6 +30,10 @@ REQUEST_TAG = "sync_assets/stream_sync_job_id"
 DEFINITE_FAULTS = (ModelDefinitionError, SourceError, SourceMissingError, TooManyRejectedError)
 
 
+# A storage or database hiccup: the step is tried again, twice, after 1 s and 2 s.
+RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
+
+
 class ModelUnavailableError(RuntimeError):
     """The data model does not exist or is disabled."""
 
@@ -243,7 +247,7 @@ def _mark(db: PostgresResource, request_id: int | None, status: str, **fields: A
     partitions_def=stream_models,
     group_name="streams",
     kinds={"duckdb", "parquet"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY_POLICY,
 )
 def stream_parquet(
     context: dg.AssetExecutionContext,
@@ -266,8 +270,16 @@ def stream_parquet(
             context.log.info,
         )
     except Exception as exc:
-        _mark(streams_db, request_id, models.FAILED, run_id=context.run_id, error=str(exc))
-        if isinstance(exc, DEFINITE_FAULTS + (ModelUnavailableError,)):
+        definite = isinstance(exc, DEFINITE_FAULTS + (ModelUnavailableError,))
+        if definite or context.retry_number >= RETRY_POLICY.max_retries:
+            _mark(streams_db, request_id, models.FAILED, run_id=context.run_id, error=str(exc))
+        elif request_id is not None:
+            # Not final: the app sees the attempt's error while the request stays running.
+            with streams_db.transaction() as conn:
+                models.note_request_error(
+                    conn, request_id, f"attempt {context.retry_number + 1} failed, retrying: {exc}"
+                )
+        if definite:
             raise failure(exc) from None
         raise
     _mark(streams_db, request_id, models.DONE, run_id=context.run_id)

@@ -195,6 +195,14 @@ def open_requests(conn: psycopg.Connection, limit: int) -> list[SyncRequest]:
     return [SyncRequest(*row) for row in rows]
 
 
+def note_request_error(conn: psycopg.Connection, request_id: int, error: str) -> None:
+    """Record a running request's latest error without ending it (a retry follows)."""
+    conn.execute(
+        "UPDATE stream_sync_jobs SET error = %s WHERE id = %s AND status = 'running'",
+        (redact(error)[:2000], request_id),
+    )
+
+
 def set_request_status(
     conn: psycopg.Connection,
     request_id: int,

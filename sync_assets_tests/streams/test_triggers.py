@@ -7,6 +7,7 @@ import json
 import os
 
 import dagster as dg
+import psycopg
 
 from sync_assets.definitions import defs as all_defs
 from sync_assets.sandbox import streams as sandbox
@@ -161,6 +162,45 @@ def test_a_run_canceled_mid_sync_fails_its_running_request(streams, instance) ->
     )
     stream_sync_canceled_sensor(context)
     assert statuses(streams)[request_id][0] == "done"
+
+
+def test_a_retried_attempt_is_not_reported_as_a_final_failure(streams, instance) -> None:
+    """A busy lock fails the first attempt; the app must not see `failed` before the retry."""
+    import threading
+
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    request_id = streams.request("people")
+    [request] = evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
+    with psycopg.connect(streams.url) as conn:  # every status and error the app could see
+        conn.execute("CREATE TABLE streams.request_history (status text, error text)")
+        conn.execute(
+            "CREATE FUNCTION streams.keep_history() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN INSERT INTO streams.request_history VALUES (NEW.status, NEW.error);"
+            " RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER history AFTER UPDATE ON streams.stream_sync_jobs"
+            " FOR EACH ROW EXECUTE FUNCTION streams.keep_history()"
+        )
+    holder = streams.db.advisory_lock("stream_parquet:people")
+    holder.__enter__()  # another run holds the model when the first attempt starts
+    release = threading.Timer(0.5, holder.__exit__, (None, None, None))
+    release.start()
+    job = all_defs.resolve_job_def("stream_sync_job")
+    result = job.execute_in_process(
+        partition_key=request.partition_key,
+        tags=request.tags,
+        instance=instance,
+        run_config={"ops": {"stream_parquet": {"config": {"lock_wait_seconds": 0}}}},
+    )
+    release.join()
+    assert result.success
+    history = streams.query("SELECT status, error FROM streams.request_history")
+    assert [status for status, _ in history] == ["running", "running", "running", "done"]
+    assert history[1][1].startswith("attempt 1 failed, retrying:")
+    assert "stream_parquet:people" in history[1][1]
+    assert statuses(streams)[request_id] == ("done", result.run_id, 2, None)
 
 
 def test_new_or_changed_sources_start_runs(streams, instance) -> None:
