@@ -171,7 +171,13 @@ def _from_text(kind: str, text: str) -> str:
         # rejected rather than rounded (the BIGINT cast alone rounds them), and so are '0x1F'
         # and '0b101', which it reads as hexadecimal and binary but no number parse does.
         as_int, as_double = f"TRY_CAST({text} AS BIGINT)", f"TRY_CAST({text} AS DOUBLE)"
-        return f"CASE WHEN {as_int} = {as_double} THEN {as_int} END"
+        # From 2**53 up a double has no room for a fraction: there a '.' may only be followed by
+        # zeros.
+        hidden_fraction = (
+            f"abs({as_double}) >= 9007199254740992 AND contains({text}, '.')"
+            f" AND NOT regexp_full_match(trim({text}), '[+-]?[0-9]+[.]0*')"
+        )
+        return f"CASE WHEN {as_int} = {as_double} AND NOT ({hidden_fraction}) THEN {as_int} END"
     if kind == "number":
         as_double = f"TRY_CAST({text} AS DOUBLE)"
         return f"CASE WHEN isfinite({as_double}) THEN {as_double} END"
@@ -216,10 +222,15 @@ def _from_typed(kind: str, column: str, source_type: str) -> str:
     """Cast a natively typed (Parquet) column; values of another family go through text."""
     base = source_type.split("(")[0].strip().upper()
     numeric = base in INTEGER_TYPES or base in FLOAT_TYPES or base == "DECIMAL"
+    if kind == "text" and (base in ("STRUCT", "MAP") or source_type.rstrip().endswith("]")):
+        # Lists, structs and maps as compact JSON, the text the same value has in NDJSON.
+        return f"CAST(to_json({column}) AS VARCHAR)"
     if kind == "text":
         return f"CAST({column} AS VARCHAR)"
     if kind == "integer" and base in INTEGER_TYPES:
         return f"TRY_CAST({column} AS BIGINT)"
+    if kind == "integer" and base == "DECIMAL":  # exact: no double in between
+        return f"CASE WHEN {column} = trunc({column}) THEN TRY_CAST({column} AS BIGINT) END"
     if kind == "integer" and numeric:
         as_double = f"CAST({column} AS DOUBLE)"
         return (
@@ -325,7 +336,9 @@ def _csv_header(model: DataModel, open_source: Callable[[], IO[bytes]]) -> list[
     with open_source() as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         try:
-            header = next(csv.reader(text), None)
+            # Strict: a quote that never closes, or text after a closing quote, is an error
+            # here (DuckDB would read no rows after such a header and report nothing).
+            header = next(csv.reader(text, strict=True), None)
         except csv.Error as exc:
             raise _header_error(model, str(exc)) from None
     if header and any(UNDECODABLE.search(name) for name in header):
@@ -346,7 +359,7 @@ def _header_error(model: DataModel, reason: str) -> SourceError:
 def _missing(model: DataModel, names: Sequence[str], columns: set[str]) -> None:
     for mapping in model.mappings:
         if mapping.source not in columns:
-            available = ", ".join(repr(n) for n in list(names)[:20])
+            available = redact(", ".join(repr(n[:60]) for n in list(names)[:20]))
             raise SourceError(
                 f"data model {model.id!r}: field mapping source column {mapping.source!r} "
                 f"(-> {mapping.target!r}) is not in the {model.source_format} source "
@@ -447,16 +460,37 @@ def _inspect(
             typed,
             [m for m in model.mappings if m.type != "text"],
         )
-    reader = "read_parquet($path)"
+    # Strings written without their UTF-8 label (Hive, Impala, older Spark) are read as text.
+    reader = "read_parquet($path, binary_as_string = true)"
     described = _describe(con, reader, {"path": path})
-    types = {row[0]: str(row[1]) for row in described}
-    _missing(model, [row[0] for row in described], set(types))
-    raw = {m.target: ident(m.source) for m in model.mappings}
-    typed = {m.target: _from_typed(m.type, raw[m.target], types[m.source]) for m in model.mappings}
+    # DuckDB renames columns whose names differ only in case (`Id`, `id` -> `Id`, `id_1`); the
+    # file's own names, in the same order, decide which column a mapping reads.
+    names = _parquet_names(open_source)
+    if len(names) != len(described):
+        names = [row[0] for row in described]
+    _missing(model, names, set(names))
+    for mapping in model.mappings:
+        if names.count(mapping.source) > 1:
+            raise SourceError(
+                f"data model {model.id!r}: the Parquet source names {mapping.source!r} twice"
+            )
+    column = {
+        name: (ident(row[0]), str(row[1])) for name, row in zip(names, described, strict=True)
+    }
+    raw = {m.target: column[m.source][0] for m in model.mappings}
+    typed = {
+        m.target: _from_typed(m.type, raw[m.target], column[m.source][1]) for m in model.mappings
+    }
     rejectable = [
         m for m in model.mappings if m.type != "text" and typed[m.target] != raw[m.target]
     ]
     return _Source(reader, {"path": path}, raw, typed, rejectable, raw_is_text=False)
+
+
+def _parquet_names(open_source: Callable[[], IO[bytes]]) -> list[str]:
+    """The top-level column names as the file spells them (from its footer only)."""
+    with open_source() as handle:
+        return list(pq.ParquetFile(handle).schema_arrow.names)
 
 
 # --- the transform ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -268,6 +269,62 @@ def test_booleans_ignore_surrounding_spaces_as_the_other_types_do(tmp_path: Path
     assert [s["value"] for s in result.rejected_samples] == [" maybe "]
 
 
+def test_integers_above_2_53_keep_their_fractions_visible(tmp_path: Path) -> None:
+    """A double cannot hold `.5` at that size: the text and Parquet DECIMALs decide instead."""
+    fields = mappings([("k", "integer"), ("v", "integer")])
+    texts = ["9007199254740993.5", "10000000000000000.50", "10000000000000000.00", "1.5e17"]
+    result = run(
+        tmp_path,
+        "csv",
+        "k,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(texts)),
+        fields,
+        max_rejected_fraction=1,
+    )
+    assert [r["v"] for r in read(result)] == [10000000000000000]
+    decimals = pa.array([Decimal("10000000000000000.50"), Decimal("12.00")], pa.decimal128(38, 2))
+    table = pa.table({"k": [0, 1], "v": decimals})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    content = sink.getvalue().to_pybytes()
+    result = run(tmp_path, "parquet", content, fields, max_rejected_fraction=1)
+    assert [r["v"] for r in read(result)] == [12] and result.rows_rejected == 1
+
+
+def test_parquet_columns_are_found_by_their_exact_names(tmp_path: Path) -> None:
+    """DuckDB renames `id` beside `Id` to `id_1`; a mapping reads the column it names."""
+    table = pa.table({"Id": [1, 2], "id": [10, 20], "id_1": [100, 200]})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    content = sink.getvalue().to_pybytes()
+    for source, expected in (("id", [10, 20]), ("id_1", [100, 200]), ("Id", [1, 2])):
+        fields = [{"source": source, "target": "x", "type": "integer"}]
+        assert sorted(r["x"] for r in read(run(tmp_path, "parquet", content, fields))) == expected
+    twice = pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["x", "x"])
+    sink = pa.BufferOutputStream()
+    pq.write_table(twice, sink)
+    with pytest.raises(SourceError, match="names 'x' twice"):
+        run(tmp_path, "parquet", sink.getvalue().to_pybytes(), mappings([("x", "integer")]))
+
+
+def test_parquet_bytes_and_nested_values_as_text_match_ndjson(tmp_path: Path) -> None:
+    """Unlabelled UTF-8 bytes are text; lists and structs are their compact JSON, as in NDJSON,
+    so the same record has the same `$_ref` from either format."""
+    fields = mappings([("b", "text"), ("l", "text"), ("s", "text")])
+    table = pa.table(
+        {
+            "b": pa.array([b"caf\xc3\xa9"], pa.binary()),
+            "l": pa.array([["a", "b"]]),
+            "s": pa.array([{"k": 1}]),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    from_parquet = read(run(tmp_path, "parquet", sink.getvalue().to_pybytes(), fields))
+    ndjson = '{"b": "café", "l": ["a", "b"], "s": {"k": 1}}\n'
+    assert from_parquet == read(run(tmp_path, "ndjson", ndjson, fields))
+    assert from_parquet[0]["b"] == "café" and from_parquet[0]["s"] == '{"k":1}'
+
+
 def test_json_values_of_the_wrong_kind_are_rejected(tmp_path: Path) -> None:
     fields = mappings([("id", "integer"), ("tags", "text"), ("n", "number")])
     records = [
@@ -496,6 +553,8 @@ def test_a_row_that_is_not_utf8_is_named_by_line_and_not_quoted(tmp_path: Path) 
         ("csv", "id,name\n1,a\n2\n3,c\n", "Expected Number of Columns: 2 Found: 1"),
         ("csv", "id,name\n1,a\n2,b,extra\n", "Expected Number of Columns: 2 Found: 3"),
         ("csv", 'id,name\n1,"open\n2,b\n', "unterminated quote"),
+        ("csv", 'id,"na"me\n1,a\n', "cannot be read: ',' expected after"),
+        ("csv", 'id,"name\n1,secret-value\n', "cannot be read: unexpected end of data"),
         ("csv", b"id,n\xe9\n1,a\n", "the header of the CSV source 'sources/m1.csv' cannot be"),
         ("ndjson", '{"id": 1, "name": "a"}\n{"id": 2, "na', "Malformed JSON"),
         ("json", '[{"id": 1, "name": "a"}, {"id": ', "Malformed JSON"),
@@ -509,6 +568,7 @@ def test_malformed_sources_fail_with_the_reason(tmp_path: Path, fmt, content, re
     with pytest.raises(SourceError, match=r"data model 'm1'") as caught:
         run(tmp_path, fmt, content, fields)
     assert reason in str(caught.value)
+    assert "secret-value" not in str(caught.value)  # a header error never quotes the rows
 
 
 @pytest.mark.parametrize(
