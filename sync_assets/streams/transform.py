@@ -356,7 +356,9 @@ def _header_error(model: DataModel, reason: str) -> SourceError:
     )
 
 
-def _missing(model: DataModel, names: Sequence[str], columns: set[str]) -> None:
+def _missing(model: DataModel, names: Sequence[str]) -> None:
+    """Fail naming the first mapped source column that `names` (the source's columns) lacks."""
+    columns = set(names)
     for mapping in model.mappings:
         if mapping.source not in columns:
             available = redact(", ".join(repr(n[:60]) for n in list(names)[:20]))
@@ -364,6 +366,15 @@ def _missing(model: DataModel, names: Sequence[str], columns: set[str]) -> None:
                 f"data model {model.id!r}: field mapping source column {mapping.source!r} "
                 f"(-> {mapping.target!r}) is not in the {model.source_format} source "
                 f"{model.source_uri!r} (columns: {available or 'none'})"
+            )
+
+
+def _mapped_once(model: DataModel, names: Sequence[str], where: str) -> None:
+    """Fail when a mapped source column is the name of two columns (which one was meant?)."""
+    for mapping in model.mappings:
+        if names.count(mapping.source) > 1:
+            raise SourceError(
+                f"data model {model.id!r}: the {where} names {mapping.source!r} twice"
             )
 
 
@@ -385,12 +396,8 @@ def _inspect(
         positions: dict[str, int] = {}
         for index, name in enumerate(header):
             positions.setdefault(name, index)
-        _missing(model, header, set(header))
-        for mapping in model.mappings:
-            if header.count(mapping.source) > 1:
-                raise SourceError(
-                    f"data model {model.id!r}: the CSV header names {mapping.source!r} twice"
-                )
+        _missing(model, header)
+        _mapped_once(model, header, "CSV header")
         # Positional names: the header's text never appears in SQL.
         columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
         reader = (
@@ -409,12 +416,12 @@ def _inspect(
     if fmt in ("ndjson", "json"):
         layout = "newline_delimited" if fmt == "ndjson" else "array"
         probe = f"read_json($path, format = '{layout}', records = true)"
+        objects = f"read_json_objects($path, format = '{layout}') AS t(value)"
         try:
             names = [row[0] for row in _describe(con, probe, {"path": path})]
         except duckdb.BinderException as exc:
             if "expected records" not in str(exc):
                 raise
-            objects = f"read_json_objects($path, format = '{layout}') AS t(value)"
             counted = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE json_type(value) <> 'OBJECT')"  # noqa: S608
                 f" FROM {objects}",
@@ -424,7 +431,7 @@ def _inspect(
             if not total:
                 return _Source("", {}, {}, {}, [], empty=True)
             if not not_objects:  # objects, but not one key among them
-                _missing(model, [], set())
+                _missing(model, [])
             raise SourceError(
                 f"data model {model.id!r}: the {fmt} source holds values that are not objects"
             ) from None
@@ -435,7 +442,6 @@ def _inspect(
         if any(m.source not in names for m in model.mappings):
             # DuckDB names columns case-insensitively ('Id' and 'id' become 'Id' and 'id_1'),
             # while the read below matches keys exactly: the keys themselves decide.
-            objects = f"read_json_objects($path, format = '{layout}') AS t(value)"
             names = [
                 row[0]
                 for row in con.execute(
@@ -444,7 +450,7 @@ def _inspect(
                     {"path": path},
                 ).fetchall()
             ]
-        _missing(model, names, set(names))
+        _missing(model, names)
         sources = list(dict.fromkeys(m.source for m in model.mappings))
         reader = f"read_json($path, format = '{layout}', records = true, columns = $columns)"
         # An empty string is no value for a typed field (as an empty CSV field is).
@@ -468,12 +474,8 @@ def _inspect(
     names = _parquet_names(open_source)
     if len(names) != len(described):
         names = [row[0] for row in described]
-    _missing(model, names, set(names))
-    for mapping in model.mappings:
-        if names.count(mapping.source) > 1:
-            raise SourceError(
-                f"data model {model.id!r}: the Parquet source names {mapping.source!r} twice"
-            )
+    _missing(model, names)
+    _mapped_once(model, names, "Parquet source")
     column = {
         name: (ident(row[0]), str(row[1])) for name, row in zip(names, described, strict=True)
     }

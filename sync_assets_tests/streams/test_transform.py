@@ -304,6 +304,8 @@ def test_parquet_columns_are_found_by_their_exact_names(tmp_path: Path) -> None:
     pq.write_table(twice, sink)
     with pytest.raises(SourceError, match="names 'x' twice"):
         run(tmp_path, "parquet", sink.getvalue().to_pybytes(), mappings([("x", "integer")]))
+    with pytest.raises(SourceError, match="the CSV header names 'x' twice"):
+        run(tmp_path, "csv", "x,x\n1,2\n", mappings([("x", "integer")]))
 
 
 def test_parquet_bytes_and_nested_values_as_text_match_ndjson(tmp_path: Path) -> None:
