@@ -171,13 +171,16 @@ def _from_text(kind: str, text: str) -> str:
         # rejected rather than rounded (the BIGINT cast alone rounds them), and so are '0x1F'
         # and '0b101', which it reads as hexadecimal and binary but no number parse does.
         as_int, as_double = f"TRY_CAST({text} AS BIGINT)", f"TRY_CAST({text} AS DOUBLE)"
-        # From 2**53 up a double has no room for a fraction: there a '.' may only be followed by
-        # zeros.
-        hidden_fraction = (
-            f"abs({as_double}) >= 9007199254740992 AND contains({text}, '.')"
-            f" AND NOT regexp_full_match(trim({text}), '[+-]?[0-9]+[.]0*')"
+        # Plain digits, as most sources write them, spell their integer exactly: one cast and
+        # a compare. Only the other texts are parsed as a double too (a CASE evaluates a branch
+        # for the rows still undecided), and from 2**53 up, where a double has no room for a
+        # fraction, a '.' may only be followed by zeros.
+        return (
+            f"CASE WHEN CAST({as_int} AS VARCHAR) = {text} THEN {as_int}"
+            f" WHEN {as_int} = {as_double} AND abs({as_double}) < 9007199254740992 THEN {as_int}"
+            f" WHEN {as_int} = {as_double} AND (NOT contains({text}, '.')"
+            f" OR regexp_full_match(trim({text}), '[+-]?[0-9]+[.]0*')) THEN {as_int} END"
         )
-        return f"CASE WHEN {as_int} = {as_double} AND NOT ({hidden_fraction}) THEN {as_int} END"
     if kind == "number":
         as_double = f"TRY_CAST({text} AS DOUBLE)"
         return f"CASE WHEN isfinite({as_double}) THEN {as_double} END"
