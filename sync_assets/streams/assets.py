@@ -132,8 +132,10 @@ def sync_model(
         pending: Future[tuple[str, int]] | None = None
         if may_skip:
             checksum, source_bytes = buckets.checksum(model.source_uri)
-            if previous.get("source_sha256") == checksum:
-                log(f"source {model.source_uri} unchanged (sha256 {checksum[:12]}); not rewritten")
+            if previous.get("source_xxh3_128") == checksum:
+                log(
+                    f"source {model.source_uri} unchanged (xxh3-128 {checksum[:12]}); not rewritten"
+                )
                 with db.transaction() as conn:
                     rows = int(previous.get("rows_written") or 0)
                     models.record_sync(conn, model.id, buckets.url(key), rows, _now())
@@ -206,7 +208,7 @@ def _base(
         "model": model.id,
         "source_uri": buckets.url(model.source_uri),
         "source_format": model.source_format,
-        "source_sha256": checksum,
+        "source_xxh3_128": checksum,
         "source_bytes": source_bytes,
         "mapping_fingerprint": fingerprint,
         "ref_fields": list(model.ref_fields),
@@ -215,7 +217,7 @@ def _base(
 
 
 def data_version(metadata: dict[str, Any]) -> dg.DataVersion:
-    return dg.DataVersion(f"{metadata['source_sha256'][:16]}-{metadata['mapping_fingerprint']}")
+    return dg.DataVersion(f"{metadata['source_xxh3_128'][:16]}-{metadata['mapping_fingerprint']}")
 
 
 def failure(exc: BaseException) -> dg.Failure:

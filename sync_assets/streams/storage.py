@@ -9,7 +9,6 @@ that the next run of the model removes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import xxhash
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
@@ -82,11 +82,14 @@ class Buckets:
             raise SourceMissingError(f"source object {key!r} does not exist") from None
 
     def checksum(self, key: str) -> tuple[str, int]:
-        """SHA-256 and size of an object, read in 8 MB chunks (memory does not grow).
+        """XXH3-128 (hex) and size of an object, read in 8 MB chunks (memory does not grow).
 
-        One buffer is filled again and again (`readinto`), so no chunk is allocated and copied.
+        XXH3 hashes at memory speed: 0.15 CPU-s for the bench's 695 MB, where SHA-256 took 0.9,
+        all of it taken from the transform's two threads. It detects change; it is no seal
+        against forgery. One buffer is filled again and again (`readinto`), so no chunk is
+        allocated and copied.
         """
-        digest = hashlib.sha256()
+        digest = xxhash.xxh3_128()
         size = 0
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)

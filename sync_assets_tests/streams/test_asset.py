@@ -26,7 +26,7 @@ def test_a_run_publishes_the_parquet_and_writes_back_to_data_models(streams, ins
     meta = metadata_of(result)
     assert (meta["rows_read"], meta["rows_written"], meta["rows_rejected"]) == (3, 3, 0)
     assert meta["skipped"] is False and meta["bytes"] == streams.parquet("people").stat().st_size
-    assert meta["source_bytes"] == len(CSV) and len(meta["source_sha256"]) == 64
+    assert meta["source_bytes"] == len(CSV) and len(meta["source_xxh3_128"]) == 32
     assert meta["parquet_uri"] == f"{streams.root}/streams/people.parquet"
     assert meta["rejected_samples"] == [] and meta["seconds"] > 0
     assert sorted(r["id"] for r in streams.rows("people")) == [1, 2, 3]
@@ -66,7 +66,7 @@ def test_an_unchanged_source_is_not_rewritten(streams, instance) -> None:
     streams.write("sources/people.csv", CSV + "4,Dee,2,true,2024-03-01,2024-03-01\n")
     fourth = metadata_of(streams.materialize("people", instance))
     assert fourth["skipped"] is False and fourth["rows_written"] == 4
-    assert len({first["source_sha256"], fourth["source_sha256"]}) == 2
+    assert len({first["source_xxh3_128"], fourth["source_xxh3_128"]}) == 2
 
 
 def test_a_failed_run_leaves_the_previous_file_and_says_why(streams, instance) -> None:
