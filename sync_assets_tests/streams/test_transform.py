@@ -188,16 +188,20 @@ def test_types_nulls_and_values_that_do_not_cast(tmp_path: Path) -> None:
 
 
 def test_integers_are_whole_values_never_rounded(tmp_path: Path) -> None:
-    """Exponents that leave a fraction, hexadecimal and binary are rejected, not rounded."""
+    """Exponents that leave a fraction, hexadecimal and binary are rejected, not rounded.
+
+    Plain digits (the BIGINT's own text) take the fast path; the rest are checked as doubles.
+    """
     fields = mappings([("k", "integer"), ("v", "integer")])
     whole = ["1e3", "1.0", "-2.00", "+5", " 7 ", "9223372036854775807"]
+    whole += ["-9223372036854775808", "42", "-0", "007", "1_000"]
     fractions = ["15e-1", "5e-1", "123e-2", "1.5", "0x1F", "0b101", "9223372036854775808"]
     lines = [f"{i},{v}" for i, v in enumerate(whole + fractions)]
     result = run(
         tmp_path, "csv", "k,v\n" + "\n".join(lines) + "\n", fields, max_rejected_fraction=1
     )
     rows = sorted(read(result), key=lambda r: r["k"])
-    assert [r["v"] for r in rows] == [1000, 1, -2, 5, 7, 9223372036854775807]
+    assert [r["v"] for r in rows] == [1000, 1, -2, 5, 7, 2**63 - 1, -(2**63), 42, 0, 7, 1000]
     assert result.rows_rejected == len(fractions)
     assert {s["value"] for s in result.rejected_samples} <= set(fractions)
 
