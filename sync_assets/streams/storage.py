@@ -65,10 +65,21 @@ class Buckets:
 
     # -- sources --
 
+    def _fresh(self, key: str) -> str:
+        """The path of `key`, with whatever fsspec cached about it dropped first.
+
+        fsspec keeps one filesystem per URL for the life of the process, and s3fs answers
+        `info` from any listing of the folder it ever made (DuckDB's glob lists it), so a
+        long-lived sensor or a later run would see the size and ETag of an object as it was.
+        """
+        path = self.path(key)
+        self.fs.invalidate_cache(path)
+        return path
+
     def fingerprint(self, key: str) -> str | None:
         """A cheap version marker of an object (size, mtime or ETag); None when it is absent."""
         try:
-            info = self.fs.info(self.path(key))
+            info = self.fs.info(self._fresh(key))
         except FileNotFoundError:
             return None
         marker = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
@@ -77,7 +88,7 @@ class Buckets:
     def size(self, key: str) -> int:
         """The object's size in bytes; SourceMissingError when it does not exist."""
         try:
-            return int(self.fs.size(self.path(key)))
+            return int(self.fs.size(self._fresh(key)))
         except FileNotFoundError:
             raise SourceMissingError(f"source object {key!r} does not exist") from None
 
@@ -94,7 +105,7 @@ class Buckets:
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
         try:
-            with self.fs.open(self.path(key), "rb") as handle:
+            with self.fs.open(self._fresh(key), "rb") as handle:
                 while count := handle.readinto(buffer):
                     digest.update(view[:count])
                     size += count
@@ -103,7 +114,7 @@ class Buckets:
         return digest.hexdigest(), size
 
     def opener(self, key: str) -> Callable[[], IO[bytes]]:
-        return lambda: self.fs.open(self.path(key), "rb")
+        return lambda: self.fs.open(self._fresh(key), "rb")
 
     def duckdb_path(self, key: str) -> tuple[str, Any]:
         """What DuckDB opens for `key`, and the fsspec filesystem to register (None: local)."""
@@ -113,7 +124,7 @@ class Buckets:
         return f"{protocol}://{self.path(key)}", self.fs
 
     def exists(self, key: str) -> bool:
-        return self.fs.exists(self.path(key))
+        return self.fs.exists(self._fresh(key))
 
     # -- staging and publishing --
 
