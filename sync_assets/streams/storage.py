@@ -70,7 +70,8 @@ class Buckets:
 
         fsspec keeps one filesystem per URL for the life of the process, and s3fs answers
         `info` from any listing of the folder it ever made (DuckDB's glob lists it), so a
-        long-lived sensor or a later run would see the size and ETag of an object as it was.
+        long-lived sensor or a later run would see the size and ETag of an object as it was
+        (and read it only up to its old size).
         """
         path = self.path(key)
         self.fs.invalidate_cache(path)
