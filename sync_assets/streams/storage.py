@@ -66,7 +66,7 @@ class Buckets:
     # -- sources --
 
     def _fresh(self, key: str) -> str:
-        """The path of `key`, with whatever fsspec cached about it dropped first.
+        """The path of `key` (an object or a folder), with what fsspec cached about it dropped.
 
         fsspec keeps one filesystem per URL for the life of the process, and s3fs answers
         `info` from any listing of the folder it ever made (DuckDB's glob lists it), so a
@@ -167,7 +167,7 @@ class Buckets:
         if self.local:
             return removed
         try:
-            names = self.fs.ls(self.path(f"{STREAMS_BUCKET}/{STAGING}"), detail=False)
+            names = self.fs.ls(self._fresh(f"{STREAMS_BUCKET}/{STAGING}"), detail=False)
         except FileNotFoundError:
             return removed
         for name in names:

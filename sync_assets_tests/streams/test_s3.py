@@ -107,6 +107,13 @@ def test_a_sync_on_s3_publishes_whole_and_leaves_no_staging(s3: S3Streams, insta
     assert records
     for log in instance.all_logs(records[0].event_log_entry.run_id):
         assert SECRET not in str(log)
+    # A run that died elsewhere left a staging object after this process listed the folder:
+    # the next run of the model removes it (and only it).
+    s3.put("streams/.staging/keep.me", b"not a run's")
+    Buckets.of(s3.storage).fs.ls(f"{s3.bucket}/root/streams/.staging")
+    s3.put(f"streams/.staging/people.{uuid.uuid4().hex}.parquet", b"partial")
+    assert metadata_of(materialize(s3, instance))["skipped"] is True
+    assert s3.keys("streams/") == ["streams/.staging/keep.me", "streams/people.parquet"]
 
 
 def test_a_source_changed_by_another_client_is_seen_and_resynced(s3: S3Streams, instance) -> None:
