@@ -199,8 +199,13 @@ def note_request_error(conn: psycopg.Connection, request_id: int, error: str) ->
     """Record a running request's latest error without ending it (a retry follows)."""
     conn.execute(
         "UPDATE stream_sync_jobs SET error = %s WHERE id = %s AND status = 'running'",
-        (redact(error)[:2000], request_id),
+        (_stored_error(error), request_id),
     )
+
+
+def _stored_error(error: str) -> str:
+    """An error as the app may see it: secrets redacted, at most 2,000 characters."""
+    return redact(error)[:2000]
 
 
 def set_request_status(
@@ -213,7 +218,7 @@ def set_request_status(
     only_from: Sequence[str] | None = None,
 ) -> bool:
     """Write a request's status back; `running` counts an attempt. Returns whether it changed."""
-    clean_error = redact(error)[:2000] if error else None
+    clean_error = _stored_error(error) if error else None
     query = (
         "UPDATE stream_sync_jobs SET status = %(status)s,"
         " run_id = coalesce(%(run_id)s, run_id),"

@@ -30,6 +30,7 @@ from sync_assets.core.storage import ObjectStorageResource
 
 STREAMS_BUCKET = "streams"
 STAGING = ".staging"
+STAGING_KEY = f"{STREAMS_BUCKET}/{STAGING}"  # where outputs wait to be published
 CHUNK = 8 * 1024 * 1024
 
 
@@ -146,7 +147,7 @@ class Buckets:
 
     def _local_staging(self) -> Path:
         if self.local:
-            return Path(self.path(f"{STREAMS_BUCKET}/{STAGING}"))
+            return Path(self.path(STAGING_KEY))
         return state_dir() / "streams-staging"
 
     def clear_leftovers(self, model_id: str) -> int:
@@ -167,7 +168,7 @@ class Buckets:
         if self.local:
             return removed
         try:
-            names = self.fs.ls(self._fresh(f"{STREAMS_BUCKET}/{STAGING}"), detail=False)
+            names = self.fs.ls(self._fresh(STAGING_KEY), detail=False)
         except FileNotFoundError:
             return removed
         for name in names:
@@ -185,7 +186,7 @@ class Buckets:
             os.replace(local_file, final)
             _fsync_dir(Path(final).parent)
             return self.url(key)
-        temporary = self.path(f"{STREAMS_BUCKET}/{STAGING}/{model_id}.{uuid.uuid4().hex}.parquet")
+        temporary = self.path(f"{STAGING_KEY}/{model_id}.{uuid.uuid4().hex}.parquet")
         self.fs.put_file(str(local_file), temporary)
         try:
             self.fs.mv(temporary, final)
