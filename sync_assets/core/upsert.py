@@ -16,6 +16,15 @@ import psycopg
 from psycopg import sql
 
 COPY_BATCH = 50_000
+# The values a binary COPY may carry for these column types. psycopg's binary dumpers do not
+# check them: an int too big for int2/int4 wraps round (3,000,000,000 -> -1,294,967,296) and a
+# float too big for real becomes infinity, where the server refuses the same value as text.
+BINARY_RANGES = {
+    "smallint": (-(2**15), 2**15 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "bigint": (-(2**63), 2**63 - 1),
+    "real": (-3.4028234663852886e38, 3.4028234663852886e38),
+}
 
 
 @dataclass(frozen=True)
@@ -107,9 +116,10 @@ def upsert_rows(
             try:
                 with conn.transaction():  # a savepoint: a failed binary batch leaves no trace
                     _copy_batch(conn, stage, cols, batch, types)
-            except (TypeError, ValueError, psycopg.Error):
+            except (TypeError, ValueError, OverflowError, psycopg.Error):
                 # Binary COPY needs each Python value to match its column's type exactly (a
-                # float for a numeric, a str for a date); text COPY lets the server parse it.
+                # float for a numeric, a str for a date) and to fit it; text COPY lets the
+                # server parse it, and refuse what does not fit with the value in the error.
                 binary = False
         if not binary:
             _copy_batch(conn, stage, cols, batch, None)
@@ -198,6 +208,8 @@ def _copy_batch(
     binary_types: list[str] | None,
 ) -> None:
     """COPY one batch: binary when `binary_types` is given (about twice as fast), else text."""
+    if binary_types:
+        _check_binary_ranges(batch, binary_types)
     options = sql.SQL(" (FORMAT BINARY)") if binary_types else sql.SQL("")
     statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(stage, cols, options)
     with conn.cursor() as cur, cur.copy(statement) as copy:
@@ -205,6 +217,18 @@ def _copy_batch(
             copy.set_types(binary_types)
         for row in batch:
             copy.write_row(row)
+
+
+def _check_binary_ranges(batch: list[Sequence[Any]], types: list[str]) -> None:
+    """Raise ValueError when a value lies outside what its column's binary form can hold."""
+    for index, column_type in enumerate(types):
+        if column_type not in BINARY_RANGES:
+            continue
+        low, high = BINARY_RANGES[column_type]
+        for row in batch:
+            value = row[index]
+            if value is not None and not low <= value <= high:
+                raise ValueError(f"{value!r} does not fit {column_type}")
 
 
 def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:

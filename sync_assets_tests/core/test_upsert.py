@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import psycopg
 import pytest
+from psycopg import sql
 
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.upsert import upsert_frame, upsert_rows
@@ -122,3 +123,24 @@ def test_values_needing_server_parsing_fall_back_to_text_copy(db: PostgresResour
     with db.connect() as conn:
         rows = conn.execute("SELECT id, day::text, amount::text FROM dated ORDER BY id").fetchall()
     assert rows == [(1, "2024-02-29", "1.50"), (2, None, "3")]
+
+
+@pytest.mark.parametrize(
+    ("column_type", "value"),
+    [("smallint", 70_000), ("integer", 3_000_000_000), ("bigint", 2**63), ("real", 1e39)],
+)
+def test_a_value_too_big_for_its_column_fails_instead_of_wrapping(
+    db: PostgresResource, column_type: str, value: float
+) -> None:
+    """psycopg's binary form would store 3,000,000,000 in an integer as -1,294,967,296."""
+    db.apply_ddl(
+        f"CREATE TABLE IF NOT EXISTS sized_{column_type} (id int PRIMARY KEY, v {column_type})"
+    )
+    with db.transaction() as conn:
+        upsert_rows(conn, f"sized_{column_type}", ["id", "v"], [(1, 5)], ["id"])
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange, match="out of range"):
+        with db.transaction() as conn:
+            upsert_rows(conn, f"sized_{column_type}", ["id", "v"], [(2, 6), (1, value)], ["id"])
+    with db.connect() as conn:
+        query = sql.SQL("SELECT id, v FROM {}").format(sql.Identifier(f"sized_{column_type}"))
+        assert conn.execute(query).fetchall() == [(1, 5)]
