@@ -43,6 +43,11 @@ finished (after an interrupt: for up to `drain_seconds`, then abandoned, never r
 every finished item is committed before returning. So a crash loses at most the items in
 flight plus one uncommitted chunk, and never records an item that was not written. Items not
 processed keep their old state and come back in a later batch.
+
+A chunk whose commit raises is committed again in halves, down to single items, so one item
+the database refuses (a NUL character in a text, a number too big for its column) is recorded
+as failed instead of failing every batch that picks it up first. When even that failure cannot
+be recorded, the fault is not the item's (the database is down) and the error propagates.
 """
 
 from __future__ import annotations
@@ -172,6 +177,38 @@ class PerItemReport:
 _END = object()
 
 
+def _commit_isolating[T](
+    commit: Callable[[list[ItemResult[T]]], Iterable[ItemResult[T]] | None],
+    chunk: list[ItemResult[T]],
+    log: Logger | None,
+    label: str,
+    *,
+    top: bool = True,
+) -> list[ItemResult[T]]:
+    """`commit(chunk)`; when it raises, the halves, down to the single items at fault."""
+    try:
+        return list(commit(chunk) or [])
+    except Exception as exc:  # noqa: BLE001 - narrowed down below, re-raised if not the items'
+        error = redact(f"{type(exc).__name__}: {exc}")
+        if len(chunk) == 1:
+            if chunk[0].status == FAILED:
+                raise  # not even a failure can be recorded: not this item's fault
+            failed = ItemResult.failed(chunk[0].item, f"not written: {error}")
+            if log is not None:
+                log.warning(f"{label}: {chunk[0].item} not written: {error[:300]}")
+            return [failed, *(commit([failed]) or [])]
+        if top and log is not None:
+            log.warning(
+                f"{label}: a chunk of {len(chunk)} failed to commit ({error[:300]});"
+                " committing it in halves to find the items at fault"
+            )
+    middle = len(chunk) // 2
+    return [
+        *_commit_isolating(commit, chunk[:middle], log, label, top=False),
+        *_commit_isolating(commit, chunk[middle:], log, label, top=False),
+    ]
+
+
 def run_per_item[T](
     items: Iterable[T],
     fetch: Callable[[T], ItemResult[T]],
@@ -244,7 +281,7 @@ def run_per_item[T](
     def flush(full_chunks_only: bool = False) -> None:
         while pending and (len(pending) >= chunk_size or not full_chunks_only):
             chunk = pending[:chunk_size]
-            replaced = commit(chunk)
+            replaced = _commit_isolating(commit, chunk, log, label)
             if replaced:
                 originals = {r.item: r for r in chunk}
                 for new in replaced:

@@ -124,19 +124,48 @@ def test_a_real_signal_interrupt_commits_finished_items_and_is_returned() -> Non
         report.raise_if_interrupted()
 
 
-def test_commit_failure_propagates_and_counts_only_what_was_committed() -> None:
+def test_a_database_that_stays_down_propagates_after_narrowing_down() -> None:
     calls = []
 
     def commit(results):
         calls.append(len(results))
-        if len(calls) == 2:
+        if len(calls) >= 2:
             raise RuntimeError("database went away")
 
     with pytest.raises(RuntimeError, match="database went away"):
         run_per_item(
             range(50), lambda i: ItemResult.succeeded(i), commit, concurrency=2, chunk_size=10
         )
-    assert calls == [10, 10]
+    # The failed chunk in halves down to one item, whose failure cannot be recorded either.
+    assert calls == [10, 10, 5, 2, 1, 1]
+
+
+def test_an_item_the_database_refuses_is_recorded_failed_and_the_rest_written() -> None:
+    written: list[ItemResult[int]] = []
+    logged: list[str] = []
+
+    class Log:
+        def info(self, msg: str, *args, **kwargs) -> None:
+            pass
+
+        def warning(self, msg: str, *args, **kwargs) -> None:
+            logged.append(msg)
+
+    def commit(results: list[ItemResult[int]]) -> None:
+        if any(r.item in (13, 31) and r.status != "failed" for r in results):
+            raise ValueError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        written.extend(results)
+
+    report = run_per_item(
+        range(40), lambda i: ItemResult.succeeded(i), commit, chunk_size=10, log=Log()
+    )
+    assert sorted(r.item for r in written) == list(range(40))
+    failed = {r.item: r.reason for r in written if r.status == "failed"}
+    assert failed.keys() == {13, 31}
+    assert "not written: ValueError: PostgreSQL text fields cannot contain NUL" in failed[13]
+    assert (report.succeeded, report.failed, report.committed) == (38, 2, 40)
+    assert any("a chunk of 10 failed to commit" in m for m in logged)
+    assert any(m.startswith("items: 13 not written") for m in logged)
 
 
 def test_commit_can_demote_results_and_counters_follow() -> None:
