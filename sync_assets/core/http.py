@@ -21,7 +21,9 @@ from urllib3.util.retry import Retry
 
 from sync_assets.core.redaction import redact, register_secret
 
-RETRY_STATUSES = frozenset({429, 499, 500, 502, 503, 504})
+# 520-524 are Cloudflare's own answers when the origin behind it failed or timed out (providers
+# such as API-Football and Torn sit behind it): as passing as a 502 or 504.
+RETRY_STATUSES = frozenset({429, 499, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
 
 class ApiError(RuntimeError):

@@ -49,7 +49,7 @@ def test_plain_get(client: ApiClient) -> None:
     assert client.stats.requests == 1 and client.stats.retries == 0
 
 
-@pytest.mark.parametrize("status", [429, 499, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [429, 499, 500, 502, 503, 504, 520, 522, 524])
 def test_retries_transient_statuses(server: SandboxServer, client: ApiClient, status: int) -> None:
     server.faults.add(path="/echo/x", kind="status", status=status, count=2)
     assert client.get_json("/x")["path"] == "/x"
