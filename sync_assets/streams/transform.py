@@ -321,13 +321,29 @@ def _duckdb_message(exc: BaseException) -> str:
     The row is the user's data (it may hold anything) and stays out of logs and run records;
     the line number DuckDB gives is enough to find it.
     """
-    kept: list[str] = []
-    for line in (line.strip() for line in str(exc).splitlines()):
-        if line.startswith(("Possible fixes", "Possible Solution", "file =", "LINE ", "^", "* ")):
-            break
-        if line and not line.startswith("Original Line"):
-            kept.append(line)
-    return redact(" ".join(kept)[:600])
+    text = str(exc)
+    for marker in ADVICE_MARKERS:
+        text = text.split(marker, 1)[0]
+    head, quoted, rest = text.partition("Original Line:")
+    if quoted:
+        # The quoted row may run over many lines (a quote that never closes takes the rest of
+        # the file with it); DuckDB's reason comes after it, on the last line.
+        reason = next((line.strip() for line in reversed(rest.splitlines()[1:]) if line), "")
+        if not reason.startswith(CSV_REASONS):
+            reason = "the row does not follow the CSV format"
+        text = f"{head} {reason}"
+    text = QUOTED_VALUE.sub("a value is not valid", text)
+    return redact(" ".join(text.split())[:600])
+
+
+ADVICE_MARKERS = ("Possible fixes", "Possible Solution", "\n  file =", "\nLINE ")
+CSV_REASONS = (
+    "Expected Number of Columns",
+    "Value with unterminated quote",
+    "Invalid unicode",
+    "Maximum line size",
+)
+QUOTED_VALUE = re.compile(r'value ".*" is not valid', re.DOTALL)  # Parquet's non-UTF-8 bytes
 
 
 def _csv_header(model: DataModel, open_source: Callable[[], IO[bytes]]) -> list[str] | None:

@@ -558,7 +558,8 @@ def test_a_row_that_is_not_utf8_is_named_by_line_and_not_quoted(tmp_path: Path) 
     [
         ("csv", "id,name\n1,a\n2\n3,c\n", "Expected Number of Columns: 2 Found: 1"),
         ("csv", "id,name\n1,a\n2,b,extra\n", "Expected Number of Columns: 2 Found: 3"),
-        ("csv", 'id,name\n1,"open\n2,b\n', "unterminated quote"),
+        # The quote never closes: DuckDB quotes every row after it as the "line".
+        ("csv", 'id,name\n1,"open\n2,secret-value\n3,secret-value\n', "Line: 2 Value with"),
         ("csv", 'id,"na"me\n1,a\n', "cannot be read: ',' expected after"),
         ("csv", 'id,"name\n1,secret-value\n', "cannot be read: unexpected end of data"),
         ("csv", b"id,n\xe9\n1,a\n", "the header of the CSV source 'sources/m1.csv' cannot be"),
@@ -575,6 +576,15 @@ def test_malformed_sources_fail_with_the_reason(tmp_path: Path, fmt, content, re
         run(tmp_path, fmt, content, fields)
     assert reason in str(caught.value)
     assert "secret-value" not in str(caught.value)  # a header error never quotes the rows
+
+
+def test_parquet_text_that_is_not_utf8_fails_without_quoting_it(tmp_path: Path) -> None:
+    table = pa.table({"id": [1, 2], "name": pa.array([b"ok", b"\xffsecret-value"], pa.binary())})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    with pytest.raises(SourceError, match="a value is not valid UTF8") as caught:
+        run(tmp_path, "parquet", sink.getvalue().to_pybytes(), mappings([("name", "text")]))
+    assert "secret-value" not in str(caught.value) and "\\x" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
