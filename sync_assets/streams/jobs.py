@@ -215,6 +215,10 @@ def stream_sync_failure_sensor(
     context: dg.RunFailureSensorContext, streams_db: PostgresResource
 ) -> None:
     """Runs that die before the asset can write back (crash, resource error) still fail."""
+    if context.dagster_run.is_complete_and_waiting_to_retry:
+        # run_retries (dagster.yaml) starts it again with the same tags: that attempt's outcome
+        # is the request's, and an app must not act on a `failed` that turns into `done`.
+        return
     message = context.failure_event.message or "the run failed"
     _fail_request(streams_db, context.dagster_run, message)
 

@@ -101,11 +101,7 @@ def test_a_queued_request_whose_run_is_already_created_is_not_requested_again(
     assert statuses(streams)[request_id][0] == "queued"
 
 
-def test_the_failure_sensor_marks_requests_of_runs_that_died(streams, instance) -> None:
-    streams.model("people", "csv")
-    request_id = streams.request("people")
-    job = all_defs.resolve_job_def("stream_sync_job")
-    run = instance.create_run_for_job(job, tags={REQUEST_TAG: str(request_id)}, run_config={})
+def _report_failure(streams: Streams, instance, run: dg.DagsterRun) -> None:
     event = dg.DagsterEvent(
         event_type_value="PIPELINE_FAILURE",
         job_name="stream_sync_job",
@@ -119,6 +115,23 @@ def test_the_failure_sensor_marks_requests_of_runs_that_died(streams, instance) 
         resources=streams.resources(),
     ).for_run_failure()
     stream_sync_failure_sensor(context)
+
+
+def test_the_failure_sensor_marks_requests_of_runs_that_died(streams, instance) -> None:
+    streams.model("people", "csv")
+    request_id = streams.request("people")
+    job = all_defs.resolve_job_def("stream_sync_job")
+    tags = {REQUEST_TAG: str(request_id)}
+    # A worker that died with retries left (dagster.yaml run_retries): the retry decides.
+    retried = instance.create_run_for_job(
+        job, tags={**tags, "dagster/will_retry": "true"}, run_config={}
+    )
+    instance.report_run_failed(retried)
+    _report_failure(streams, instance, instance.get_run_by_id(retried.run_id))
+    assert statuses(streams)[request_id][0] == "pending"
+
+    run = instance.create_run_for_job(job, tags=tags, run_config={})
+    _report_failure(streams, instance, run)
     assert statuses(streams)[request_id] == (
         "failed",
         run.run_id,
