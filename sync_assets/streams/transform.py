@@ -621,8 +621,10 @@ def _copy(
     outputs.append(f"{ref} AS {ident(REF_COLUMN)}")
     query = f"SELECT {', '.join(outputs)} FROM ({inner}) WHERE NOT ({checks or 'false'})"  # noqa: S608
     # The filter reads the typed columns the projection below it computed. Pushed down, it
-    # would be rewritten over the raw columns and every cast evaluated twice.
-    con.execute("SET disabled_optimizers = 'filter_pushdown'")
+    # would be rewritten over the raw columns and every cast evaluated twice. Statistics
+    # propagation would mark a column REQUIRED when a Parquet source's row groups happen to
+    # hold no NULL, so the output's schema would change with the data from one sync to the next.
+    con.execute("SET disabled_optimizers = 'filter_pushdown,statistics_propagation'")
     con.execute("SET enable_profiling = 'no_output'")
     con.execute("SET profiling_coverage = 'ALL'")
     con.execute("SET tracked_metrics = ['operator.intermediate_rows', 'operator.type']")

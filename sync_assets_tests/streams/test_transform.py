@@ -659,3 +659,21 @@ def test_model_definitions_are_validated(row: dict, message: str) -> None:
     }
     with pytest.raises(ModelDefinitionError, match=message):
         parse_model({**base, **row})
+
+
+def test_the_output_schema_does_not_depend_on_whether_the_data_holds_nulls(tmp_path) -> None:
+    """DuckDB would mark a column REQUIRED when a Parquet source's statistics show no NULL."""
+    fields = mappings([("id", "integer"), ("name", "text")])
+    schemas = []
+    for ids in ([1, 2], [1, None]):
+        table = pa.table({"id": pa.array(ids, pa.int64()), "name": ["a", "b"]})
+        schemas.append(
+            pq.read_schema(
+                run(tmp_path, "parquet", parquet_bytes(table.to_pylist()), fields).output
+            )
+        )
+    schemas.append(pq.read_schema(run(tmp_path, "csv", "id,name\n1,a\n", fields).output))
+    assert all(field.nullable for field in schemas[0])
+    assert (
+        schemas[0].remove_metadata() == schemas[1].remove_metadata() == schemas[2].remove_metadata()
+    )
