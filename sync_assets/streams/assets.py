@@ -2,10 +2,11 @@
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import dagster as dg
 from pydantic import Field
@@ -26,6 +27,7 @@ from sync_assets.streams.transform import (
 stream_models = dg.DynamicPartitionsDefinition(name="stream_models")
 DOMAIN_TAGS = {"sync_assets/domain": "streams"}
 REQUEST_TAG = "sync_assets/stream_sync_job_id"
+REQUESTED_AT_TAG = "sync_assets/stream_sync_job_requested_at"
 # Faults of the model or its source: a retry cannot help, so the run fails at once.
 DEFINITE_FAULTS = (ModelDefinitionError, SourceError, SourceMissingError, TooManyRejectedError)
 
@@ -233,16 +235,40 @@ def failure(exc: BaseException) -> dg.Failure:
     )
 
 
-def _request_id(context: dg.AssetExecutionContext) -> int | None:
-    value = context.run.tags.get(REQUEST_TAG)
-    return int(value) if value and value.isdigit() else None
+@dataclass(frozen=True)
+class RequestRef:
+    """The stream_sync_jobs row a run was started for, as its tags name it."""
+
+    id: int
+    requested_at: dt.datetime | None  # None on runs tagged before the request's time was
+
+    @classmethod
+    def of(cls, tags: Mapping[str, str]) -> Self | None:
+        value = tags.get(REQUEST_TAG)
+        if not value or not value.isdigit():
+            return None
+        try:
+            requested_at = dt.datetime.fromisoformat(tags.get(REQUESTED_AT_TAG, ""))
+        except ValueError:
+            requested_at = None
+        return cls(int(value), requested_at)
+
+    @staticmethod
+    def tags(request: models.SyncRequest) -> dict[str, str]:
+        requested_at = request.requested_at.astimezone(dt.UTC).isoformat()
+        return {REQUEST_TAG: str(request.id), REQUESTED_AT_TAG: requested_at}
+
+    def mark(self, db: PostgresResource, status: str, **fields: Any) -> None:
+        """Write this request's status, unless its id now belongs to a newer request."""
+        with db.transaction() as conn:
+            models.set_request_status(
+                conn, self.id, status, requested_at=self.requested_at, **fields
+            )
 
 
-def _mark(db: PostgresResource, request_id: int | None, status: str, **fields: Any) -> None:
-    if request_id is None:
-        return
-    with db.transaction() as conn:
-        models.set_request_status(conn, request_id, status, **fields)
+def _mark(db: PostgresResource, request: RequestRef | None, status: str, **fields: Any) -> None:
+    if request is not None:
+        request.mark(db, status, **fields)
 
 
 @dg.asset(
@@ -260,8 +286,8 @@ def stream_parquet(
     """A data model's source file mapped, typed and hashed into `streams/<model id>.parquet`."""
     model_id = context.partition_key
     models.apply_schema(streams_db)
-    request_id = _request_id(context)
-    _mark(streams_db, request_id, models.RUNNING, run_id=context.run_id)
+    request = RequestRef.of(context.run.tags)
+    _mark(streams_db, request, models.RUNNING, run_id=context.run_id)
     try:
         metadata = sync_model(
             model_id,
@@ -274,17 +300,17 @@ def stream_parquet(
     except Exception as exc:
         definite = isinstance(exc, DEFINITE_FAULTS + (ModelUnavailableError,))
         if definite or context.retry_number >= RETRY_POLICY.max_retries:
-            _mark(streams_db, request_id, models.FAILED, run_id=context.run_id, error=str(exc))
-        elif request_id is not None:
+            _mark(streams_db, request, models.FAILED, run_id=context.run_id, error=str(exc))
+        elif request is not None:
             # Not final: the app sees the attempt's error while the request stays running.
             with streams_db.transaction() as conn:
                 models.note_request_error(
-                    conn, request_id, f"attempt {context.retry_number + 1} failed, retrying: {exc}"
+                    conn, request.id, f"attempt {context.retry_number + 1} failed, retrying: {exc}"
                 )
         if definite:
             raise failure(exc) from None
         raise
-    _mark(streams_db, request_id, models.DONE, run_id=context.run_id)
+    _mark(streams_db, request, models.DONE, run_id=context.run_id)
     return dg.MaterializeResult(metadata=metadata, data_version=data_version(metadata))
 
 

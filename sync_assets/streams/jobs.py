@@ -11,6 +11,8 @@ from sync_assets.streams import models
 from sync_assets.streams.assets import (
     DOMAIN_TAGS,
     REQUEST_TAG,
+    REQUESTED_AT_TAG,
+    RequestRef,
     ensure_partitions,
     stream_models,
     stream_parquet,
@@ -46,11 +48,19 @@ def _usable(row: dict) -> str | None:
     return None
 
 
-def _existing_run(instance: dg.DagsterInstance, request_id: int) -> dg.DagsterRun | None:
+def _existing_run(
+    instance: dg.DagsterInstance, request: models.SyncRequest
+) -> dg.DagsterRun | None:
+    """The run started for this request: its id and the moment it was made, as tagged."""
     records = instance.get_run_records(
-        filters=dg.RunsFilter(tags={REQUEST_TAG: str(request_id)}), limit=1
+        filters=dg.RunsFilter(tags={REQUEST_TAG: str(request.id)}), limit=20
     )
-    return records[0].dagster_run if records else None
+    for record in records:
+        ref = RequestRef.of(record.dagster_run.tags)
+        # A run tagged with the id alone predates the time tag: it counts as this request's.
+        if ref is not None and ref.requested_at in (None, request.requested_at):
+            return record.dagster_run
+    return None
 
 
 @dg.sensor(
@@ -89,7 +99,7 @@ def stream_sync_jobs_sensor(
                 models.set_request_status(
                     conn, request.id, models.QUEUED, only_from=[models.PENDING]
                 )
-            run = _existing_run(context.instance, request.id)
+            run = _existing_run(context.instance, request)
             if run is not None:
                 if run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE):
                     models.set_request_status(
@@ -100,11 +110,12 @@ def stream_sync_jobs_sensor(
                         error=f"run {run.run_id} ended {run.status.value.lower()}",
                     )
                 continue
+            tags = RequestRef.tags(request)
             run_requests.append(
                 dg.RunRequest(
-                    run_key=f"stream_sync_jobs:{request.id}",
+                    run_key=f"stream_sync_jobs:{request.id}:{tags[REQUESTED_AT_TAG]}",
                     partition_key=request.data_model_id,
-                    tags={REQUEST_TAG: str(request.id)},
+                    tags=tags,
                 )
             )
         ensure_partitions(context.instance, [r.partition_key for r in run_requests])
@@ -239,13 +250,10 @@ def stream_sync_canceled_sensor(
 
 def _fail_request(streams_db: PostgresResource, run: dg.DagsterRun, message: str) -> None:
     """Mark the request a run was started for (if any, and not finished) as failed."""
-    value = run.tags.get(REQUEST_TAG)
-    if not value or not value.isdigit():
-        return
-    with streams_db.transaction() as conn:
-        models.set_request_status(
-            conn,
-            int(value),
+    request = RequestRef.of(run.tags)
+    if request is not None:
+        request.mark(
+            streams_db,
             models.FAILED,
             run_id=run.run_id,
             error=redact(message),

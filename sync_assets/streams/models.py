@@ -183,12 +183,15 @@ class SyncRequest:
     id: int
     data_model_id: str
     status: str
+    # With the id, what tells this request from an earlier one that had the same id (the app
+    # truncated the table with RESTART IDENTITY, or restored a backup).
+    requested_at: dt.datetime
 
 
 def open_requests(conn: psycopg.Connection, limit: int) -> list[SyncRequest]:
     """Requests not yet picked up by a run (pending, or queued by an earlier tick)."""
     rows = conn.execute(
-        "SELECT id, data_model_id, status FROM stream_sync_jobs"
+        "SELECT id, data_model_id, status, requested_at FROM stream_sync_jobs"
         " WHERE status IN ('pending', 'queued') ORDER BY id LIMIT %s",
         (limit,),
     ).fetchall()
@@ -216,8 +219,12 @@ def set_request_status(
     run_id: str | None = None,
     error: str | None = None,
     only_from: Sequence[str] | None = None,
+    requested_at: dt.datetime | None = None,
 ) -> bool:
-    """Write a request's status back; `running` counts an attempt. Returns whether it changed."""
+    """Write a request's status back; `running` counts an attempt. Returns whether it changed.
+
+    With `requested_at`, only the request of that id made at that moment is written.
+    """
     clean_error = _stored_error(error) if error else None
     query = (
         "UPDATE stream_sync_jobs SET status = %(status)s,"
@@ -235,4 +242,7 @@ def set_request_status(
     if only_from:
         query += " AND status = ANY(%(from)s)"
         params["from"] = list(only_from)
+    if requested_at is not None:
+        query += " AND requested_at = %(requested_at)s"
+        params["requested_at"] = requested_at
     return conn.execute(query, params).rowcount > 0  # type: ignore[arg-type]

@@ -58,7 +58,7 @@ def test_each_request_becomes_one_run_and_its_status_is_written_back(streams, in
     result = evaluate(stream_sync_jobs_sensor, streams, instance)
     requests = {r.tags[REQUEST_TAG]: r for r in result.run_requests}
     assert set(requests) == {str(ok), str(broken)}
-    assert requests[str(ok)].run_key == f"stream_sync_jobs:{ok}"
+    assert requests[str(ok)].run_key.startswith(f"stream_sync_jobs:{ok}:20")
     assert requests[str(ok)].partition_key == "people"
     assert set(instance.get_dynamic_partitions("stream_models")) == {"people", "broken"}
     state = statuses(streams)
@@ -85,6 +85,28 @@ def test_each_request_becomes_one_run_and_its_status_is_written_back(streams, in
         assert not later.run_requests
     runs = instance.get_runs(dg.RunsFilter(tags={REQUEST_TAG: str(ok)}))
     assert len(runs) == 1
+
+
+def test_a_request_id_used_again_by_the_app_is_a_new_request(streams, instance) -> None:
+    """After TRUNCATE ... RESTART IDENTITY (or a restored backup) ids start again at 1."""
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    first = streams.request("people")
+    [old] = evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
+    assert execute(old, instance).success
+    with psycopg.connect(streams.url) as conn:
+        conn.execute("TRUNCATE streams.stream_sync_jobs RESTART IDENTITY")
+    again = streams.request("people")
+    assert again == first
+
+    [new] = evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
+    assert new.tags[REQUEST_TAG] == str(again) and new.run_key != old.run_key
+    # The old run, retried or late, cannot write the new request's status.
+    assert execute(old, instance).success
+    assert statuses(streams)[again][0] == "queued"
+    done = execute(new, instance)
+    assert statuses(streams)[again] == ("done", done.run_id, 1, None)
+    assert not evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
 
 
 def test_a_queued_request_whose_run_is_already_created_is_not_requested_again(
