@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
 import hashlib
 import io
 import json
@@ -346,26 +347,53 @@ CSV_REASONS = (
 QUOTED_VALUE = re.compile(r'value ".*" is not valid', re.DOTALL)  # Parquet's non-UTF-8 bytes
 
 
-def _csv_header(model: DataModel, open_source: Callable[[], IO[bytes]]) -> list[str] | None:
+def _csv_header(
+    model: DataModel, open_source: Callable[[], IO[bytes]], compression: str
+) -> list[str] | None:
     """The header record of a CSV (None for an empty file), read without loading the file.
 
     Only the header's own bytes must be UTF-8 here: undecodable bytes are kept as escapes, so a
     bad byte in a row that shares the first buffer is left to DuckDB, which names its line.
     """
     with open_source() as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        stream = gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
         try:
             # Strict: a quote that never closes, or text after a closing quote, is an error
             # here (DuckDB would read no rows after such a header and report nothing).
             header = next(csv.reader(text, strict=True), None)
         except csv.Error as exc:
             raise _header_error(model, str(exc)) from None
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            raise _header_error(model, f"it is not readable gzip ({exc})") from None
     if header and any(UNDECODABLE.search(name) for name in header):
         raise _header_error(model, "it is not UTF-8 text")
     return header
 
 
 UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that `surrogateescape` could not decode
+
+# The first bytes of compressed files, as people upload them (gzip is read; the others are named).
+MAGIC_NUMBERS = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"PK\x03\x04", "zip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+
+
+def _compression(model: DataModel, open_source: Callable[[], IO[bytes]]) -> str:
+    """`gzip` or `none`, from the source's first bytes (not its name): DuckDB is told which."""
+    with open_source() as raw:
+        head = raw.read(6)
+    found = next((name for magic, name in MAGIC_NUMBERS if head.startswith(magic)), "none")
+    if found not in ("gzip", "none"):
+        raise SourceError(
+            f"data model {model.id!r}: the {model.source_format} source {model.source_uri!r} is"
+            f" a {found} file; a text source may be plain or gzip-compressed"
+        )
+    return found
 
 
 def _header_error(model: DataModel, reason: str) -> SourceError:
@@ -408,8 +436,9 @@ def _inspect(
     open_source: Callable[[], IO[bytes]],
 ) -> _Source:
     fmt = model.source_format
+    compression = _compression(model, open_source) if fmt != "parquet" else "none"
     if fmt == "csv":
-        header = _csv_header(model, open_source)
+        header = _csv_header(model, open_source, compression)
         if header is None:
             return _Source("", {}, {}, {}, [], empty=True)
         positions: dict[str, int] = {}
@@ -421,7 +450,8 @@ def _inspect(
         columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
         reader = (
             "read_csv($path, header = true, auto_detect = false, delim = ',', quote = '\"',"
-            " escape = '\"', strict_mode = true, null_padding = false, columns = $columns)"
+            " escape = '\"', strict_mode = true, null_padding = false, columns = $columns,"
+            f" compression = '{compression}')"
         )
         raw = {m.target: f"c{positions[m.source]}" for m in model.mappings}
         typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
@@ -434,8 +464,9 @@ def _inspect(
         )
     if fmt in ("ndjson", "json"):
         layout = "newline_delimited" if fmt == "ndjson" else "array"
-        probe = f"read_json($path, format = '{layout}', records = true)"
-        objects = f"read_json_objects($path, format = '{layout}') AS t(value)"
+        options = f"format = '{layout}', compression = '{compression}'"
+        probe = f"read_json($path, {options}, records = true)"
+        objects = f"read_json_objects($path, {options}) AS t(value)"
         try:
             names = [row[0] for row in _describe(con, probe, {"path": path})]
         except duckdb.BinderException as exc:
@@ -456,7 +487,7 @@ def _inspect(
             ) from None
         if any(m.source not in names for m in model.mappings):
             # A key that first appears after DuckDB's sample: look at every record once.
-            full = f"read_json($path, format = '{layout}', records = true, sample_size = -1)"
+            full = f"read_json($path, {options}, records = true, sample_size = -1)"
             names = [row[0] for row in _describe(con, full, {"path": path})]
         if any(m.source not in names for m in model.mappings):
             # DuckDB names columns case-insensitively ('Id' and 'id' become 'Id' and 'id_1'),
@@ -471,7 +502,7 @@ def _inspect(
             ]
         _missing(model, names)
         sources = list(dict.fromkeys(m.source for m in model.mappings))
-        reader = f"read_json($path, format = '{layout}', records = true, columns = $columns)"
+        reader = f"read_json($path, {options}, records = true, columns = $columns)"
         # An empty string is no value for a typed field (as an empty CSV field is).
         raw = {
             m.target: ident(m.source) if m.type == "text" else f"NULLIF({ident(m.source)}, '')"

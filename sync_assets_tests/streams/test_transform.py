@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import random
 from decimal import Decimal
@@ -677,3 +678,32 @@ def test_the_output_schema_does_not_depend_on_whether_the_data_holds_nulls(tmp_p
     assert (
         schemas[0].remove_metadata() == schemas[1].remove_metadata() == schemas[2].remove_metadata()
     )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [
+        ("csv", "id,name\n1,Ann\n2,Bo\n"),
+        ("ndjson", '{"id": 1, "name": "Ann"}\n{"id": 2, "name": "Bo"}\n'),
+        ("json", '[{"id": 1, "name": "Ann"}, {"id": 2, "name": "Bo"}]'),
+    ],
+)
+def test_a_gzip_compressed_text_source_is_read_whatever_its_name(tmp_path, fmt, content) -> None:
+    """Told by its first bytes, as an upload named `orders.csv` may still be gzip."""
+    fields = mappings([("id", "integer"), ("name", "text")])
+    plain = read(run(tmp_path, fmt, content, fields))
+    assert read(run(tmp_path, fmt, gzip.compress(content.encode()), fields)) == plain
+    assert [r["name"] for r in plain] == ["Ann", "Bo"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"PK\x03\x04" + b"\x00" * 40, "is a zip file; a text source may be"),
+        (b"\x1f\x8b" + b"\x00" * 40, "it is not readable gzip"),
+        (gzip.compress(b"id,name\n1,Ann\n" * 100)[:40], "Unexpected end of GZIP stream"),
+    ],
+)
+def test_other_compressions_and_broken_gzip_fail_with_the_reason(tmp_path, content, reason):
+    with pytest.raises(SourceError, match=reason):
+        run(tmp_path, "csv", content, mappings([("id", "integer")]))
