@@ -191,10 +191,15 @@ def _from_text(kind: str, text: str) -> str:
         # UTC; anything else, or a text that parse refuses, takes the zone-aware cast.
         zoned = f"TRY_CAST({text} AS TIMESTAMPTZ)"
         plain = f"make_timestamptz(epoch_us(TRY_CAST({text} AS TIMESTAMP)))"
+        # Ruby's and Go's default text puts a space before the offset, and Go a zone name
+        # after it (`2024-01-02 03:04:05 -0700 MST`): the offset alone decides the instant.
+        spaced = (
+            f"TRY_CAST(regexp_replace({text}, {literal(SPACED_OFFSET)}, '\\1\\2') AS TIMESTAMPTZ)"
+        )
         return _representable(
             kind,
             f"CASE WHEN {text} LIKE '____-__-__ __:__:__' OR {text} LIKE '____-__-__T__:__:__'"
-            f" THEN coalesce({plain}, {zoned}) ELSE {zoned} END",
+            f" THEN coalesce({plain}, {zoned}) ELSE coalesce({zoned}, {spaced}) END",
         )
     if kind == "boolean":
         # The other types' casts ignore surrounding spaces; the BOOLEAN cast does not, so a
@@ -202,6 +207,8 @@ def _from_text(kind: str, text: str) -> str:
         return f"coalesce(TRY_CAST({text} AS BOOLEAN), TRY_CAST(trim({text}) AS BOOLEAN))"
     return _representable(kind, f"TRY_CAST({text} AS {DUCKDB_TYPES[kind]})")
 
+
+SPACED_OFFSET = r"^\s*(\S+[ T]\S+) ([+-][0-9]{2}:?[0-9]{2})( [A-Za-z]{1,5})?\s*$"
 
 # Dates and instants that Parquet readers (pyarrow, pandas, Python's datetime) can hold: DuckDB
 # also takes 'infinity', '-infinity' and years past 9999 or before 1, which they cannot.

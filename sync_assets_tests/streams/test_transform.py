@@ -707,3 +707,21 @@ def test_a_gzip_compressed_text_source_is_read_whatever_its_name(tmp_path, fmt, 
 def test_other_compressions_and_broken_gzip_fail_with_the_reason(tmp_path, content, reason):
     with pytest.raises(SourceError, match=reason):
         run(tmp_path, "csv", content, mappings([("id", "integer")]))
+
+
+def test_ruby_and_go_timestamps_with_a_space_before_the_offset(tmp_path: Path) -> None:
+    """`Time#to_s` (Ruby) and `time.Time.String()` (Go) are not ISO 8601, and common in CSVs."""
+    texts = {
+        "2024-01-02 03:04:05 +0000": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "2024-01-02 03:04:05 -0700 MST": dt.datetime(2024, 1, 2, 10, 4, 5, tzinfo=UTC),
+        "2024-01-02 03:04:05.123456789 +0530 IST": dt.datetime(
+            2024, 1, 1, 21, 34, 5, 123456, tzinfo=UTC
+        ),
+        "2024-01-02 03:04:05 +0000 and more": None,
+    }
+    content = "k,at\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts))
+    fields = mappings([("k", "integer"), ("at", "timestamp")])
+    result = run(tmp_path, "csv", content, fields, max_rejected_fraction=1)
+    got = {r["k"]: r["at"] for r in read(result)}
+    assert [got.get(i) for i in range(len(texts))] == list(texts.values())
+    assert result.rows_rejected == 1
