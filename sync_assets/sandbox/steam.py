@@ -11,9 +11,10 @@
 
 Per-app behaviours (`configure({"behaviours": {"570": "failing"}})`): `ok`, `unavailable`
 (success false), `notfound` (HTTP 404), `slow` (`slow_seconds`), `failing` (HTTP 500),
-`malformed` (a truncated JSON body). Every 13th app is unavailable by default. Recorded answers
-(`{"answers": {"40400": <a whole appdetails body>}}`) are replayed verbatim, and the app list
-takes `extra_apps`, `removed` (appids) and `catalog_size`.
+`malformed` (a truncated JSON body), `redirect` (success, under the app's own key, with the
+data of the app 10 before it, as 209660 answers with 209650's). Every 13th app is unavailable
+by default. Recorded answers (`{"answers": {"40400": <a whole appdetails body>}}`) are replayed
+verbatim, and the app list takes `extra_apps`, `removed` (appids) and `catalog_size`.
 
 The store's limiter (`configure({"rate_limit": {"requests": 100, "seconds": 1}})`, off by
 default) admits `requests` per sliding window of `seconds`; above it, 429 with `Retry-After`;
@@ -291,6 +292,9 @@ class SteamStoreProvider(Provider):
             return Response(200, b'{"%d": {"success": true, "data": {"type": "ga' % appid, {})
         if behaviour == "unavailable":
             return Response.json({str(appid): {"success": False}})
+        if behaviour == "redirect":
+            data = app_details(appid - 10)
+            return Response.json({str(appid): {"success": True, "data": data}})
         response = Response.json({str(appid): {"success": True, "data": app_details(appid)}})
         if behaviour == "slow":
             response.delay = self.slow_seconds

@@ -16,7 +16,7 @@ from sync_assets.steam.client import (
     StoreBlockedError,
     StoreSession,
 )
-from sync_assets.steam.parse import MalformedDetails, parse_app_details
+from sync_assets.steam.parse import MalformedDetails, parse_app_details, redirect_of
 
 STOPPING = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
 
@@ -97,7 +97,7 @@ def steam_app_details(
             f"{config.concurrency} in flight{' (dry run)' if config.dry_run else ''}"
         )
         session = steam_store.session(requests, seconds, config.concurrency)
-        written = {"inserted": 0, "updated": 0, "unchanged": 0}
+        written = {"inserted": 0, "updated": 0, "unchanged": 0, "removed": 0}
         samples: list[dict] = []
 
         def commit(results: list[ItemResult[int]]) -> list[ItemResult[int]]:
@@ -105,6 +105,7 @@ def steam_app_details(
                 outcome = tables.record_chunk(conn, results, config.max_consecutive_errors)
             for key, value in outcome.details.as_metadata().items():
                 written[key] += value
+            written["removed"] += outcome.removed
             samples.extend(outcome.invalid_samples[: max(0, 5 - len(samples))])
             return outcome.demoted
 
@@ -145,6 +146,10 @@ def _fetch(session: StoreSession, appid: int) -> ItemResult[int]:
         raise StopBatch(str(exc)) from None
     if answer.not_available:
         return ItemResult.skipped(appid, answer.not_available)
+    if redirect := redirect_of(appid, answer.data):
+        return ItemResult.skipped(
+            appid, f"not available (redirects to {redirect.target})", value=redirect
+        )
     try:
         return ItemResult.succeeded(appid, parse_app_details(appid, answer.data))
     except MalformedDetails as exc:

@@ -3,7 +3,8 @@
 The store writes numbers as strings ("18", genre ids), `[]` where an object is expected
 (`linux_requirements`, sometimes `price_overview` or `metacritic`), HTML entities in names,
 release dates in the requested language ("24 Feb, 2022", "2020 年 8 月 28 日", "Coming soon")
-and leaves out `price_overview` for free apps.
+and leaves out `price_overview` for free apps. Some apps answer under their own key with
+another app's data (209660 sends 209650's, `data.steam_appid` says so): those are skipped.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+from dataclasses import dataclass
 from typing import Any
 
 DETAIL_COLUMNS = (
@@ -60,6 +62,19 @@ _DIGITS = re.compile(r"-?\d+")
 
 class MalformedDetails(ValueError):
     """The answer has `success: true` but its `data` cannot be read as an app."""
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """The store answered for an app with the details of `target`, another app."""
+
+    target: int
+
+
+def redirect_of(appid: int, data: Any) -> Redirect | None:
+    """A Redirect when `data.steam_appid` names an app other than `appid`; else None."""
+    target = as_int(as_object(data).get("steam_appid"))
+    return Redirect(target) if target is not None and target != appid else None
 
 
 def as_object(value: Any) -> dict[str, Any]:

@@ -18,8 +18,8 @@ CREATE TABLE IF NOT EXISTS app_details (
     required_age integer,
     developers text[],
     publishers text[],
-    price_initial_cents integer,
-    price_final_cents integer,
+    price_initial_cents bigint,
+    price_final_cents bigint,
     currency text,
     discount_percent integer,
     platforms text[],
@@ -29,9 +29,28 @@ CREATE TABLE IF NOT EXISTS app_details (
     release_date_text text,
     coming_soon boolean,
     metacritic_score integer,
-    recommendations integer,
+    recommendations bigint,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Tables made by earlier versions had these as integer, which VND or IDR cents outgrow
+-- (above 21,474,836 units). Altered only while still integer, so a run pays one catalog read.
+DO $$
+DECLARE
+    widen text;
+BEGIN
+    SELECT string_agg(format('ALTER COLUMN %I TYPE bigint', column_name), ', ')
+      INTO widen
+      FROM information_schema.columns
+     WHERE table_schema = current_schema()
+       AND table_name = 'app_details'
+       AND column_name IN ('price_initial_cents', 'price_final_cents', 'recommendations')
+       AND data_type = 'integer';
+    IF widen IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE %I.app_details ', current_schema()) || widen;
+    END IF;
+END
+$$;
 
 -- Per-app sync state: when it was last fetched, and its run of errors with a backoff.
 CREATE TABLE IF NOT EXISTS app_sync_status (

@@ -16,7 +16,7 @@ from sync_assets.core.per_item import FAILED, SKIPPED, SUCCEEDED, ItemResult
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.upsert import UpsertCounts, upsert_rows
 from sync_assets.core.validation import validate_frame
-from sync_assets.steam.parse import DETAIL_COLUMNS
+from sync_assets.steam.parse import DETAIL_COLUMNS, Redirect
 from sync_assets.steam.schemas import AppDetailsRow, CatalogEntry
 
 CATALOG_CHUNK = 20_000
@@ -135,6 +135,7 @@ class ChunkOutcome:
     details: UpsertCounts
     demoted: list[ItemResult[int]]
     invalid_samples: list[dict[str, Any]]
+    removed: int = 0  # details rows dropped because the app's answer was another app's
 
 
 def record_chunk(
@@ -142,7 +143,8 @@ def record_chunk(
 ) -> ChunkOutcome:
     """Write the chunk's details and every item's sync state, in the caller's transaction.
 
-    A row that fails validation is not written and its app counts as failed.
+    A row that fails validation is not written and its app counts as failed. An app whose
+    answer carries another app's data loses any details stored for it before.
     """
     succeeded = [r for r in results if r.status == SUCCEEDED]
     frame = pd.DataFrame([r.value for r in succeeded], columns=list(DETAIL_COLUMNS))
@@ -166,9 +168,17 @@ def record_chunk(
     failed = [(r.item, r.reason) for r in results if r.status == FAILED] + [
         (r.item, r.reason) for r in demoted
     ]
+    redirected = [r.item for r in results if r.status == SKIPPED and isinstance(r.value, Redirect)]
+    removed = (
+        conn.execute("DELETE FROM app_details WHERE appid = ANY(%s)", (redirected,)).rowcount
+        if redirected
+        else 0
+    )
     _record_done(conn, done)
     _record_failed(conn, failed, max_errors)
-    return ChunkOutcome(details=details, demoted=demoted, invalid_samples=outcome.samples)
+    return ChunkOutcome(
+        details=details, demoted=demoted, invalid_samples=outcome.samples, removed=removed
+    )
 
 
 def _record_done(conn: psycopg.Connection, done: list[tuple[int, str | None]]) -> None:
