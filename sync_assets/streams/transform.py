@@ -368,7 +368,10 @@ def _csv_header(
         try:
             # Strict: a quote that never closes, or text after a closing quote, is an error
             # here (DuckDB would read no rows after such a header and report nothing).
-            header = next(csv.reader(text, strict=True), None)
+            records = csv.reader(text, strict=True)
+            header = next(records, None)
+            if header == [] and next((r for r in records if r), None) is None:
+                header = None  # blank lines only: as empty as an empty file
         except csv.Error as exc:
             raise _header_error(model, str(exc)) from None
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError

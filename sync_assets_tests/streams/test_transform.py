@@ -590,7 +590,13 @@ def test_parquet_text_that_is_not_utf8_fails_without_quoting_it(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("fmt", "content"),
-    [("csv", ""), ("csv", "id,name,amount,active,day,at\n"), ("ndjson", ""), ("json", "[]")],
+    [
+        ("csv", ""),
+        ("csv", "\r\n\n"),
+        ("csv", "id,name,amount,active,day,at\n"),
+        ("ndjson", ""),
+        ("json", "[]"),
+    ],
 )
 def test_an_empty_source_gives_an_empty_parquet_with_the_mapped_schema(
     tmp_path, fmt, content
