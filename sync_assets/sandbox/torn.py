@@ -15,7 +15,9 @@ profile); `slow` (`slow_seconds`, then the profile); `http:S` (HTTP status S); `
 is incorrect (code 2) and every 50th is paused (code 18), so the demo shows failures;
 `configure({"reset": True, "default_failures": False})` makes every user succeed.
 `latency` delays every answer; `levels` (`{"3": 42}`) changes a player's level; `answers`
-(`{"3": <a whole body>}`) replays a recorded answer verbatim for that user.
+(`{"3": <a whole body>}`) replays a recorded answer verbatim for that user. `outage`
+(`{"code": 8, "after": 5}`) answers every request after the next `after` with code N for every
+key, as an IP ban (8) or a disabled API (9) does; `{"outage": None}` lifts it.
 
 `seed_app_tables(scale)` fills the app's `user_keys` (in the torn schema) with every user's key
 encrypted the Node app's way under the demo `ENCRYPTION_KEY` that `environment()` sets; every
@@ -125,6 +127,8 @@ class TornProvider(Provider):
         self.slow_seconds = 2.0
         self.served: dict[int, int] = defaultdict(int)
         self.recent: dict[int, deque[float]] = defaultdict(deque)
+        self.outage_code: int | None = None
+        self.outage_after = 0
 
     def configure(self, settings: dict[str, Any]) -> None:
         with self.lock:
@@ -141,6 +145,10 @@ class TornProvider(Provider):
                     setattr(self, name, float(settings[name]))
             if "default_failures" in settings:
                 self.default_failures = bool(settings["default_failures"])
+            if "outage" in settings:
+                outage = settings["outage"] or {}
+                self.outage_code = int(outage["code"]) if "code" in outage else None
+                self.outage_after = int(outage.get("after", 0))
 
     def behaviour(self, index: int) -> str:
         if index in self.behaviours:
@@ -159,6 +167,11 @@ class TornProvider(Provider):
     def _answer(self, request: Request) -> Response:
         if request.path.rstrip("/") != "/user" and not request.path.startswith("/user/"):
             return Response.json(error_body(3))
+        with self.lock:
+            if self.outage_code is not None:
+                if self.outage_after <= 0:
+                    return Response.json(error_body(self.outage_code))
+                self.outage_after -= 1
         key = request.query.get("key", "")
         if not key:
             return Response.json(error_body(1))

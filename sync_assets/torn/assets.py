@@ -13,11 +13,23 @@ import psycopg
 from dagster import DagsterRunStatus
 from pydantic import Field
 
-from sync_assets.core.per_item import FAILED, SUCCEEDED, ItemResult, PerItemReport, run_per_item
+from sync_assets.core.per_item import (
+    FAILED,
+    SUCCEEDED,
+    ItemResult,
+    PerItemReport,
+    StopBatch,
+    run_per_item,
+)
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.upsert import upsert_rows
 from sync_assets.core.validation import validate_frame
-from sync_assets.torn.client import TornApiResource, TornSession, UserFetchError
+from sync_assets.torn.client import (
+    TornApiResource,
+    TornSession,
+    TornUnavailableError,
+    UserFetchError,
+)
 from sync_assets.torn.keys import UserItem, UserKeyCipherResource, count_users, iter_user_items
 from sync_assets.torn.schemas import UserDataRow
 
@@ -51,7 +63,10 @@ class UserSyncConfig(dg.Config):
         default=1.0,
         gt=0,
         le=1,
-        description="The run fails when this share of users (or more) failed; 1.0: all of them.",
+        description=(
+            "The run fails when this share of users (or more) failed or, after an early stop,"
+            " was not reached; 1.0: all of them."
+        ),
     )
     progress_every: int = Field(default=200, ge=1, description="A run-log line every N users.")
 
@@ -88,7 +103,10 @@ class FailureTally:
         dg.AssetCheckSpec(
             FAILED_SHARE_CHECK,
             asset="user_data",
-            description="No more than `warn_failed_share` (10%) of users failed to sync.",
+            description=(
+                "No more than `warn_failed_share` (10%) of users failed to sync"
+                " (or were not reached: Torn stopped the batch)."
+            ),
         )
     ],
 )
@@ -143,21 +161,39 @@ def user_data(
             finally:
                 session.close()
 
-    metadata = _metadata(config, report, session, total, tally, written, samples, started)
     processed = report.processed
-    failed_share = report.failed / processed if processed else 0.0
-    stopped = report.stopped_by in ("request", "interrupt")
-    too_many_failed = processed > 0 and failed_share >= config.fail_run_failed_share
-    if (stopped or too_many_failed) and report.succeeded:
+    # Torn refused every key (StopBatch): the users never reached were not refreshed either.
+    blocked = report.stopped_by == "fetch"
+    not_reached = max(total, processed) - processed if blocked else 0
+    considered = processed + not_reached
+    failed_share = (report.failed + not_reached) / considered if considered else 0.0
+    metadata = _metadata(
+        config, report, session, total, not_reached, tally, written, samples, started
+    )
+    canceled = report.stopped_by in ("request", "interrupt")
+    too_many_failed = considered > 0 and failed_share >= config.fail_run_failed_share
+    if (canceled or too_many_failed) and report.succeeded:
         # The run will fail, but the users it fetched were written: record that they were.
         context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=metadata))
-    if stopped:
+    if canceled:
         context.log.warning(f"user_data stopped early: {report.stop_reason}")
         report.raise_if_interrupted()
         raise dg.Failure(
             f"user_data canceled after committing {report.committed} users",
             metadata=metadata,
             allow_retries=False,
+        )
+    if blocked:
+        context.log.warning(
+            f"user_data stopped early: {report.stop_reason}; {not_reached} users not reached"
+            " keep their last row until a later run"
+        )
+    if too_many_failed and blocked:
+        raise dg.Failure(
+            f"user_data stopped early ({report.stop_reason}):"
+            f" {report.succeeded} of {considered} users refreshed",
+            metadata=metadata,
+            allow_retries=False,  # retrying at once would only knock on the ban again
         )
     if too_many_failed:
         everyone = "every user" if report.failed == processed else f"{failed_share:.0%} of users"
@@ -173,7 +209,8 @@ def user_data(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "failed": report.failed,
-            "users": processed,
+            "not_reached": not_reached,
+            "users": considered,
             "failed_share": round(failed_share, 4),
             "threshold": config.warn_failed_share,
             "failed_by_reason": dg.MetadataValue.json(tally.counts()),
@@ -187,6 +224,8 @@ def _fetch(session: TornSession, item: UserItem) -> ItemResult[UserItem]:
         return ItemResult.failed(item, item.problem)
     try:
         profile = session.basic_profile(item.key or "")
+    except TornUnavailableError as exc:
+        raise StopBatch(str(exc)) from None
     except UserFetchError as exc:
         return ItemResult.failed(item, f"{exc.reason}: {exc.message}")
     return ItemResult.succeeded(
@@ -258,6 +297,7 @@ def _metadata(
     report: PerItemReport,
     session: TornSession,
     total: int,
+    not_reached: int,
     tally: FailureTally,
     written: dict[str, int],
     samples: list[dict[str, Any]],
@@ -267,6 +307,7 @@ def _metadata(
         "users_total": total,
         "users_succeeded": report.succeeded,
         "users_failed": report.failed,
+        "users_not_reached": not_reached,
         "failed_by_reason": dg.MetadataValue.json(tally.counts()),
         "failed_users": dg.MetadataValue.json(tally.reasons),
         "processed": report.processed,

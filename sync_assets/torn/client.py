@@ -5,9 +5,10 @@ What each code means for a sync (https://www.torn.com/api.html, "Error codes"):
 
 - the key itself is unusable (empty, incorrect, owner in federal jail, owner inactive, access
   level too low, paused): that user fails at once; retrying cannot help;
-- the API is busy or down (too many requests, IP block, API disabled, key read error, temporary
-  error, backend error, closed temporarily): retried with exponential backoff and jitter, then
-  that user fails;
+- our IP is banned for a while (8) or the API is disabled (9): every key is refused alike, so
+  `TornUnavailableError` is raised and the asset stops the batch (no user is retried);
+- the API is busy (too many requests, key read error, temporary error, backend error, closed
+  temporarily): retried with exponential backoff and jitter, then that user fails;
 - anything else (wrong fields, daily read limit, ...): that user fails at once.
 
 HTTP-level trouble (429, 5xx, connection errors, read timeouts) is retried by the core client's
@@ -24,11 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+import requests
 from pydantic import Field
 
 from sync_assets.core.http import ApiClient, ApiError, CallStats, decode_json, token_bucket
 from sync_assets.core.redaction import register_secret
 from sync_assets.core.settings import optional_setting
+from sync_assets.torn.schemas import profile_problem
 
 USER_PATH = "/user/"
 DEFAULT_BASE_URL = "https://api.torn.com"
@@ -42,11 +45,14 @@ KEY_ERRORS: dict[int, str] = {
     16: "key_access_level_too_low",
     18: "key_paused",
 }
-# Codes that say "not now": retry with backoff, then fail the user.
-RETRYABLE_ERRORS: dict[int, str] = {
-    5: "too_many_requests",
+# Codes that refuse every key at once: retrying one user after another only prolongs the ban.
+STOP_ERRORS: dict[int, str] = {
     8: "ip_blocked",
     9: "api_disabled",
+}
+# Codes that say "not now" for one key: retry with backoff, then fail the user.
+RETRYABLE_ERRORS: dict[int, str] = {
+    5: "too_many_requests",
     12: "key_read_error",
     15: "temporary_error",
     17: "backend_error",
@@ -72,17 +78,30 @@ class UserFetchError(Exception):
         self.message = message
 
 
-def classify_error(code: Any) -> tuple[str, bool]:
-    """(reason, retryable) for a Torn error code."""
+class TornUnavailableError(Exception):
+    """Torn refuses every key for now (IP banned, API disabled): no other user can succeed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+FAIL, RETRY, STOP = "fail", "retry", "stop"
+
+
+def classify_error(code: Any) -> tuple[str, str]:
+    """(reason, handling) for a Torn error code; handling is FAIL, RETRY or STOP."""
     try:
         number = int(code)
     except (TypeError, ValueError):
-        return "unknown_error", False
+        return "unknown_error", FAIL
     if number in KEY_ERRORS:
-        return KEY_ERRORS[number], False
+        return KEY_ERRORS[number], FAIL
+    if number in STOP_ERRORS:
+        return STOP_ERRORS[number], STOP
     if number in RETRYABLE_ERRORS:
-        return RETRYABLE_ERRORS[number], True
-    return OTHER_ERRORS.get(number, f"api_error_{number}"), False
+        return RETRYABLE_ERRORS[number], RETRY
+    return OTHER_ERRORS.get(number, f"api_error_{number}"), FAIL
 
 
 @dataclass
@@ -107,7 +126,7 @@ class TornApiResource(dg.ConfigurableResource):
         default=2, ge=0, description="Retries of a 429/5xx/timeout/connection error."
     )
     error_retries: int = Field(
-        default=3, ge=0, description="Retries of a retryable Torn error code (5, 8, 9, 15, 17)."
+        default=3, ge=0, description="Retries of a retryable Torn error code (5, 12, 15, 17, 24)."
     )
     backoff_seconds: float = Field(
         default=2.0, ge=0, description="First backoff of a retryable error; doubles each time."
@@ -139,14 +158,14 @@ class TornApiResource(dg.ConfigurableResource):
 
 @dataclass(frozen=True)
 class Profile:
-    """The fields of `selections=basic` we keep."""
+    """The fields of `selections=basic` we keep, their types checked by `parse_profile`."""
 
-    player_id: Any
-    name: Any
-    level: Any
-    gender: Any
-    status_state: Any
-    status_description: Any
+    player_id: int
+    name: str
+    level: int | None
+    gender: str | None
+    status_state: str | None
+    status_description: str | None
 
 
 class TornSession:
@@ -158,7 +177,7 @@ class TornSession:
         self.stats = TornStats(client.stats)
 
     def basic_profile(self, key: str) -> Profile:
-        """`GET /user/?selections=basic&key=...`; raises UserFetchError with a reason."""
+        """`GET /user/?selections=basic&key=...`; raises UserFetchError or TornUnavailableError."""
         register_secret(key)  # idempotent: the caller registered it already, in a batch
         attempt = 0
         while True:
@@ -168,10 +187,12 @@ class TornSession:
                 return parse_profile(payload)
             code = error.get("code") if isinstance(error, dict) else None
             text = str(error.get("error", "")) if isinstance(error, dict) else str(error)
-            reason, retryable = classify_error(code)
+            reason, handling = classify_error(code)
             message = f"Torn error {code} ({text[:100]})"
-            if not retryable or attempt >= self.settings.error_retries:
-                if retryable:
+            if handling == STOP:
+                raise TornUnavailableError(reason, f"{message}: every key is refused")
+            if handling == FAIL or attempt >= self.settings.error_retries:
+                if handling == RETRY:
                     message += f" after {attempt} retries"
                 raise UserFetchError(reason, message)
             attempt += 1
@@ -198,10 +219,9 @@ class TornSession:
                 ) from None
             raise UserFetchError("connection_error", _exception_name(text)) from None
         if response.status_code >= 400:
-            raise UserFetchError(
-                "http_error",
-                f"HTTP {response.status_code} after {self.settings.http_retries} retries",
-            )
+            retries = _retries_made(response)
+            after = f" after {retries} retries" if retries else ""
+            raise UserFetchError("http_error", f"HTTP {response.status_code}{after}")
         try:
             return decode_json(response, USER_PATH)
         except ApiError:
@@ -209,6 +229,12 @@ class TornSession:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _retries_made(response: requests.Response) -> int:
+    """Retries urllib3 made for this one call (the shared `CallStats` counts every thread's)."""
+    retry = getattr(response.raw, "retries", None)
+    return len(getattr(retry, "history", None) or ())
 
 
 def _exception_name(text: str) -> str:
@@ -220,13 +246,13 @@ def _exception_name(text: str) -> str:
 
 
 def parse_profile(payload: Any) -> Profile:
-    """The kept fields of a basic answer; a body that is not an object fails the user."""
+    """The kept fields of a basic answer; a non-object body or a mistyped field fails the user."""
     if not isinstance(payload, dict):
         raise UserFetchError(
             "malformed_response", f"the answer is {type(payload).__name__}, not an object"
         )
     status = payload.get("status") if isinstance(payload.get("status"), dict) else {}
-    return Profile(
+    profile = Profile(
         player_id=payload.get("player_id"),
         name=payload.get("name"),
         level=payload.get("level"),
@@ -234,3 +260,7 @@ def parse_profile(payload: Any) -> Profile:
         status_state=status.get("state"),
         status_description=status.get("description"),
     )
+    problem = profile_problem(vars(profile))
+    if problem is not None:
+        raise UserFetchError("invalid_profile", problem)
+    return profile

@@ -99,3 +99,10 @@ def failure_text(result: dg.ExecuteInJobResult) -> str:
         parts.append(error.message)
         error = error.cause
     return "\n".join(parts)
+
+
+def failure_metadata(result: dg.ExecuteInJobResult) -> dict[str, Any]:
+    """The metadata of the step's `dg.Failure`."""
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    data = failure.event_specific_data.user_failure_data
+    return {k: v.value for k, v in data.metadata.items()}

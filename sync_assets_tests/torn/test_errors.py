@@ -1,17 +1,23 @@
-"""Torn error codes, HTTP errors, bad bodies and timeouts: each fails only its user."""
+"""Torn error codes, HTTP errors, bad bodies and timeouts: each fails only its user.
+
+An IP ban (8) or a disabled API (9) refuses every key, and stops the whole batch instead.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 
 import dagster as dg
 import pytest
 
 from sync_assets.sandbox import torn as sandbox
-from sync_assets.torn.client import KEY_ERRORS, RETRYABLE_ERRORS
+from sync_assets.torn.client import KEY_ERRORS, RETRYABLE_ERRORS, STOP_ERRORS
 from sync_assets_tests.torn.conftest import (
     check,
     configure,
+    failure_metadata,
+    failure_text,
     metadata,
     query,
     quick_api,
@@ -41,7 +47,7 @@ def test_an_unusable_key_fails_its_user_without_retrying(torn, database_url, cod
     assert _calls_per_user(torn)[2] == 1 and meta["error_code_retries"] == 0
 
 
-@pytest.mark.parametrize("code", [5, 8, 9, 15, 17])
+@pytest.mark.parametrize("code", [5, 12, 15, 17, 24])
 def test_a_busy_api_is_retried_then_fails_only_that_user(torn, database_url, code) -> None:
     seed(database_url, range(5))
     # User 1 recovers after two refusals; user 3 is refused every time.
@@ -74,7 +80,7 @@ def test_other_errors_bad_bodies_and_http_errors_fail_their_users(torn, database
     }
     assert meta["users_succeeded"] == 4
     assert "player_id" in meta["failed_users"]["invalid_profile"]["example"]
-    assert meta["failed_users"]["http_error"]["example"] == "HTTP 502 after 1 retries"
+    assert meta["failed_users"]["http_error"]["example"] == "HTTP 502 after 1 retries"  # 2 calls
     calls = _calls_per_user(torn)
     assert (calls[1], calls[2], calls[4]) == (1, 1, 2)  # HTTP 5xx: the client's one retry
     assert meta["retries"] == 1
@@ -108,3 +114,50 @@ def test_a_timeout_fails_that_user_and_a_slow_user_blocks_no_one(torn, database_
     answered = {sandbox.index_of_key(c["query"]["key"]): c["at"] for c in torn.recorded()}
     # (user 4's answers from the first run may still arrive: the server logs after sleeping)
     assert max(t for i, t in answered.items() if i not in (4, 9)) < answered[9]
+
+
+def test_an_http_error_names_only_the_retries_made_for_that_call(torn, database_url) -> None:
+    seed(database_url, range(3))
+    configure(torn, behaviours={"1": "http:404"})  # not a retried status: one call
+    meta = metadata(sync(api=quick_api(http_retries=3)))
+    assert meta["failed_users"]["http_error"]["example"] == "HTTP 404"
+    assert _calls_per_user(torn)[1] == 1 and meta["retries"] == 0
+
+
+@pytest.mark.parametrize("code", [8, 9])
+def test_an_ip_ban_or_disabled_api_stops_the_batch_and_fails_the_run(
+    torn, database_url, code
+) -> None:
+    seed(database_url, range(40))
+    configure(torn, outage={"code": code})
+    result = sync({"concurrency": 4}, raise_on_error=False)
+    assert not result.success
+    reason = STOP_ERRORS[code]
+    text = failure_text(result)
+    assert "stopped early" in text and reason in text and "0 of 40 users refreshed" in text
+    meta = failure_metadata(result)
+    assert meta["stopped_early"] is True and f"Torn error {code} (" in meta["stop_reason"]
+    assert (meta["users_succeeded"], meta["users_failed"], meta["users_not_reached"]) == (0, 0, 40)
+    assert meta["error_code_retries"] == 0
+    calls = _calls_per_user(torn)
+    # No user was retried and none started once the first refusal came back: at most the users
+    # already handed to the pool (2 x concurrency) asked, not 40 users x (1 + error_retries).
+    assert set(calls.values()) == {1} and len(calls) <= 8
+    assert query(database_url, "SELECT count(*) FROM user_data") == [(0,)]
+    shown = text + json.dumps(meta, default=str)
+    assert not [i for i in range(40) if sandbox.api_key_at(i) in shown]
+
+
+def test_a_ban_mid_run_commits_the_users_fetched_before_it(torn, database_url) -> None:
+    seed(database_url, range(40))
+    configure(torn, outage={"code": 8, "after": 10})
+    result = sync({"concurrency": 2, "chunk_size": 4})
+    meta = metadata(result)
+    assert meta["stopped_early"] is True and "ip_blocked" in meta["stop_reason"]
+    assert (meta["users_succeeded"], meta["users_failed"], meta["users_not_reached"]) == (10, 0, 30)
+    assert query(database_url, "SELECT count(*) FROM user_data") == [(10,)]
+    assert len(torn.recorded(sandbox.PREFIX)) <= 10 + 2 * 2  # and those handed to the pool
+    # 30 of 40 not refreshed: the run succeeds (some were), the check warns.
+    evaluation = check(result)
+    assert not evaluation.passed and evaluation.metadata["not_reached"].value == 30
+    assert evaluation.metadata["failed_share"].value == 0.75
