@@ -10,26 +10,30 @@ envelope. This client turns them into clear errors:
   midnight UTC);
 - anything else (a bad parameter): `ProviderAnswerError` naming the field and the message.
 
-HTTP 429 (with `Retry-After`), 499, 5xx and connection errors are retried by `core.http`. A body
-that is not complete JSON is fetched again. Bodies stream to a temporary file and are read back
-item by item (`iter_items`), so memory does not grow with the number of leagues.
+HTTP 429 with `Retry-After`, 499, 5xx and connection errors are retried by `core.http`. A 429
+without `Retry-After` (API-Football's per-minute limit: `{"rateLimit": ...}`, no header) is the
+rate-limit error above, since urllib3's few-second backoff cannot outlast a minute. A body that is
+not complete JSON is fetched again. Bodies stream to a temporary file and are read back item by
+item (`iter_items`), so memory does not grow with the number of leagues.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import dagster as dg
 import ijson
 from pydantic import Field
 
-from sync_assets.core.http import ApiClient, ApiError, CallStats, token_bucket
+from sync_assets.core.http import RETRY_STATUSES, ApiClient, ApiError, CallStats, token_bucket
 from sync_assets.core.settings import optional_setting, require_setting
 
 DEFAULT_BASE_URL = "https://v3.football.api-sports.io"
@@ -37,6 +41,10 @@ KEY_SETTING = "SPORTS_PROVIDER_API_KEY"
 KEY_HOW = "export your API-Football key (dashboard.api-football.com > Account > My Access)"
 ENVELOPE_KEYS = ("get", "parameters", "errors", "results", "paging", "response")
 MAX_PAGES = 500
+# ijson's C backend (yajl) stops at integers beyond int64 and floats beyond a double; the pure
+# Python one reads any JSON number (non-integers as Decimal), slowly, so only such pages use it.
+EXACT_NUMBERS = ijson.get_backend("python")
+ERROR_BODY_BYTES = 1 << 16
 
 
 class ProviderKeyError(RuntimeError):
@@ -66,6 +74,7 @@ class Download:
     pages: list[Path]
     results: int
     limits: dict[str, str] = field(default_factory=dict)
+    exact_pages: frozenset[Path] = frozenset()
 
 
 def errors_of(envelope_errors: Any) -> dict[str, str]:
@@ -79,30 +88,57 @@ def errors_of(envelope_errors: Any) -> dict[str, str]:
     return {"errors": str(envelope_errors)}
 
 
+def _events(handle: BinaryIO, exact: bool) -> Iterator[tuple[str, str, Any]]:
+    return EXACT_NUMBERS.parse(handle) if exact else ijson.parse(handle, use_float=True)
+
+
+def _items(handle: BinaryIO, exact: bool) -> Iterator[Any]:
+    if exact:
+        return EXACT_NUMBERS.items(handle, "response.item")
+    return ijson.items(handle, "response.item", use_float=True)
+
+
+def _parsed[T](read: Callable[[Path, bool], T], path: Path) -> tuple[T, bool]:
+    """`read(path, exact)` with the fast parser, else with exact numbers when one overflowed.
+
+    Returns the result and whether exact numbers were needed; raises BrokenBodyError when the
+    file is not complete JSON.
+    """
+    exact = False
+    while True:
+        try:
+            return read(path, exact), exact
+        except ijson.JSONError as exc:
+            if exact or "overflow" not in str(exc):
+                raise BrokenBodyError(f"the answer is not complete JSON ({exc})") from None
+            exact = True
+
+
 def read_header(path: Path) -> dict[str, Any]:
     """The envelope members other than `response`, stopping at `response` when they came first
     (the service's order), else reading past it without building it.
 
     Raises ProviderAnswerError when the file is not a JSON object at all.
     """
+    return _parsed(_read_header, path)[0]
+
+
+def _read_header(path: Path, exact: bool) -> dict[str, Any]:
     header: dict[str, Any] = {}
     with path.open("rb") as handle:
-        events = ijson.parse(handle, use_float=True)
-        try:
-            first = next(events, None)
-            if first is None or first[1] != "start_map":
-                raise ProviderAnswerError("the answer is not a JSON object")
-            for prefix, event, value in events:
-                if prefix != "" or event != "map_key":
-                    continue
-                if value == "response":
-                    if all(k in header for k in ENVELOPE_KEYS[:-1]):
-                        break
-                    _skip_value(events)
-                    continue
-                header[value] = _build_value(events)
-        except ijson.JSONError as exc:
-            raise BrokenBodyError(f"the answer is not complete JSON ({exc})") from None
+        events = _events(handle, exact)
+        first = next(events, None)
+        if first is None or first[1] != "start_map":
+            raise ProviderAnswerError("the answer is not a JSON object")
+        for prefix, event, value in events:
+            if prefix != "" or event != "map_key":
+                continue
+            if value == "response":
+                if all(k in header for k in ENVELOPE_KEYS[:-1]):
+                    break
+                _skip_value(events)
+                continue
+            header[value] = _build_value(events)
     return header
 
 
@@ -131,23 +167,35 @@ def _skip_value(events: Iterator[tuple[str, str, Any]]) -> None:
             break
 
 
-def count_items(path: Path) -> int:
-    """Parse the whole file (so a truncated body is caught) and count `response` items."""
-    count = 0
+def count_items(path: Path) -> tuple[int, bool]:
+    """Parse the whole file (so a truncated body is caught) and count `response` items.
+
+    Returns the count and whether the page needs exact numbers (see `EXACT_NUMBERS`).
+    """
+    return _parsed(_count_items, path)
+
+
+def _count_items(path: Path, exact: bool) -> int:
     with path.open("rb") as handle:
-        try:
-            for _ in ijson.items(handle, "response.item", use_float=True):
-                count += 1
-        except ijson.JSONError as exc:
-            raise BrokenBodyError(f"the answer is not complete JSON ({exc})") from None
-    return count
+        return sum(1 for _ in _items(handle, exact))
 
 
 def iter_items(download: Download) -> Iterator[Any]:
     """Every item of `response`, page after page, parsed as it is read."""
     for page in download.pages:
         with page.open("rb") as handle:
-            yield from ijson.items(handle, "response.item", use_float=True)
+            yield from _items(handle, page in download.exact_pages)
+
+
+def page_total(value: Any) -> int | None:
+    """`paging.total` as a page count; None when it is not a finite number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float | Decimal) and math.isfinite(value):
+        return int(value)
+    return None
 
 
 class FootballApiResource(dg.ConfigurableResource):
@@ -160,12 +208,14 @@ class FootballApiResource(dg.ConfigurableResource):
     connect_timeout: float = Field(default=10.0, description="Seconds to connect.")
     read_timeout: float = Field(default=120.0, description="Seconds to wait for an answer.")
     max_retries: int = Field(
-        default=5, description="Retries of HTTP 429 (Retry-After honoured), 499, 5xx, drops."
+        default=5, description="Retries of HTTP 429 with Retry-After (honoured), 499, 5xx, drops."
     )
     backoff_factor: float = Field(default=1.0, description="Exponential backoff base, seconds.")
     retry_after_cap: float = Field(default=120.0, description="Longest Retry-After honoured.")
     rate_limit_wait_seconds: float = Field(
-        default=61.0, description="Wait after a per-minute rate-limit error in a 200 body."
+        default=61.0,
+        description="Wait after a per-minute rate-limit answer (a 429 without Retry-After, or "
+        "the error in a 200 body).",
     )
     rate_limit_attempts: int = Field(
         default=3, description="Answers with a rate-limit error before the run fails."
@@ -194,6 +244,9 @@ class FootballApiResource(dg.ConfigurableResource):
             retry_after_cap=self.retry_after_cap,
             limiter=token_bucket(self.requests_per_minute, 60.0),
             pool_size=2,
+            # A 429 with Retry-After is still retried by urllib3 (it honours the header for 429
+            # whatever this list says); one without it is the per-minute limit, waited out here.
+            retry_statuses=RETRY_STATUSES - {429},
         )
         return FootballSession(self, client, spool_dir)
 
@@ -230,33 +283,36 @@ class FootballSession:
     def download(self, endpoint: str, params: dict[str, Any] | None = None) -> Download:
         """Every page of `/endpoint`, checked: complete JSON, no errors, the endpoint asked."""
         pages: list[Path] = []
+        exact_pages: set[Path] = set()
         results = 0
         page = 1
         while True:
             query = dict(params or {})
             if page > 1:
                 query["page"] = page
-            path, header, count = self._fetch_page(endpoint, query, len(pages))
+            path, header, count, exact = self._fetch_page(endpoint, query, len(pages))
             declared = header.get("results")
             if isinstance(declared, int) and declared != count:
                 self.warnings.append(
                     f"/{endpoint} page {page}: `results` says {declared}, the answer holds {count}"
                 )
             pages.append(path)
+            if exact:
+                exact_pages.add(path)
             results += count
             paging = header.get("paging") or {}
-            total = paging.get("total") if isinstance(paging, dict) else None
-            if not isinstance(total, int | float) or page >= min(int(total), MAX_PAGES):
+            total = page_total(paging.get("total") if isinstance(paging, dict) else None)
+            if total is None or page >= min(total, MAX_PAGES):
                 break
             page += 1
         if results == 0 and endpoint == "leagues" and not params:
             # API-Football always lists its leagues; an empty list is an outage answer.
             raise ProviderAnswerError("/leagues answered no leagues at all; nothing was written")
-        return Download(endpoint, pages, results, dict(self.limits))
+        return Download(endpoint, pages, results, dict(self.limits), frozenset(exact_pages))
 
     def _fetch_page(
         self, endpoint: str, query: dict[str, Any], number: int
-    ) -> tuple[Path, dict[str, Any], int]:
+    ) -> tuple[Path, dict[str, Any], int, bool]:
         rate_limited = broken = 0
         while True:
             path = self.dir / f"{endpoint}-{number}.json"
@@ -264,13 +320,14 @@ class FootballSession:
                 self._spool(endpoint, query, path)
                 header = read_header(path)
                 self._check_envelope(endpoint, header)
-                return path, header, count_items(path)
+                return path, header, *count_items(path)
             except _RateLimited as exc:
                 rate_limited += 1
                 if rate_limited >= self.config.rate_limit_attempts:
                     raise ProviderAnswerError(
-                        f"/{endpoint}: still over the per-minute rate limit after "
-                        f"{rate_limited} waits of {self.config.rate_limit_wait_seconds:g}s: {exc}"
+                        f"/{endpoint}: still over the per-minute rate limit after {rate_limited} "
+                        f"answers and {rate_limited - 1} waits of "
+                        f"{self.config.rate_limit_wait_seconds:g}s: {exc}"
                     ) from None
                 self.rate_limit_waits += 1
                 self.stats.count_retry(self.config.rate_limit_wait_seconds)
@@ -294,12 +351,14 @@ class FootballSession:
             ):
                 if name in response.headers:
                     self.limits[name] = response.headers[name]
+            if response.status_code == 429:
+                raise _too_many_requests(endpoint, _head(response))
             if response.status_code >= 400:
                 raise ApiError(
                     f"GET /{endpoint} answered HTTP {response.status_code} after "
                     f"{self.stats.retries} retries",
                     status=response.status_code,
-                    retryable=False,
+                    retryable=response.status_code in RETRY_STATUSES,
                 )
             first = True
             failure: str | None = None
@@ -344,4 +403,34 @@ class FootballSession:
 
 
 class _RateLimited(Exception):
-    """errors.rateLimit in a 200 body."""
+    """The per-minute rate limit: errors.rateLimit in a 200 body, or a 429 without Retry-After."""
+
+
+def _head(response: Any) -> bytes:
+    """The first bytes of an error answer's body; empty when it cannot be read."""
+    try:
+        return response.raw.read(ERROR_BODY_BYTES, decode_content=True) or b""
+    except Exception:  # a connection dropped: the status alone still says what happened
+        return b""
+
+
+def _too_many_requests(endpoint: str, body: bytes) -> Exception:
+    """What a 429 means: the daily quota (no retry) or, by default, the per-minute limit."""
+    try:
+        answer = json.loads(body.decode("utf-8-sig", errors="replace"))
+    except ValueError:
+        answer = None
+    said: dict[str, str] = {}
+    if isinstance(answer, dict):
+        said = errors_of(answer.get("errors"))
+        for key in ("rateLimit", "requests", "message"):
+            if isinstance(answer.get(key), str):
+                said.setdefault(key, answer[key])
+    if "requests" in said and "rateLimit" not in said:
+        return ProviderQuotaError(
+            f"API-Football daily request quota used up for the key in {KEY_SETTING}: "
+            f"{said['requests']}"
+        )
+    return _RateLimited(
+        said.get("rateLimit") or said.get("message") or f"GET /{endpoint} answered HTTP 429"
+    )

@@ -35,8 +35,12 @@ COVERAGE_COLUMNS = (
 )
 
 
+BIGINT_MAX = 2**63 - 1
+
+
 def is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    """A positive integer that fits the tables' bigint ids."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= BIGINT_MAX
 
 
 def is_text(value: Any, max_length: int = 300) -> bool:
@@ -94,7 +98,7 @@ class LeagueRow(pa.DataFrameModel):
     logo: Series[object] = pa.Field(nullable=True)
     country_name: Series[object] = pa.Field(nullable=False)
 
-    @pa.check("id", element_wise=True, name="positive integer id")
+    @pa.check("id", element_wise=True, name="positive bigint id")
     def _id(cls, value: Any) -> bool:
         return is_id(value)
 

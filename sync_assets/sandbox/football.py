@@ -22,7 +22,8 @@ each. The answer body is built once per configuration and kept as bytes.
 rotating through the ways real payloads go wrong), `page_size` (answer `/leagues` in pages), `answers` (`{"/leagues": <body>}`: replayed
 verbatim, for recorded reference answers), `reset` (clear counters and all of the above).
 Faults (429 with `Retry-After`, 5xx bursts, 499, slow, malformed, a rate-limit error inside a 200
-body via `rate_limit_body()`) come from the server's fault rules.
+body via `rate_limit_body()`, the service's 429 without `Retry-After` via
+`too_many_requests_body()`) come from the server's fault rules.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ TOKEN_ERROR = (
     "to learn how to get your API application key."
 )
 RATE_LIMIT_ERROR = "Too many requests. Your rate limit is {limit} requests per minute."
+TOO_MANY_REQUESTS_ERROR = "Too many requests. You have reached your per-minute request limit."
 DAILY_LIMIT_ERROR = (
     "You have reached the request limit for the day, Go to https://dashboard.api-football.com "
     "to upgrade your plan."
@@ -91,6 +93,13 @@ LEAGUE_NAMES = [
 def rate_limit_body(endpoint: str = "leagues", limit: int = 10) -> dict[str, Any]:
     """The answer (HTTP 200) the service gives above the per-minute limit."""
     return envelope(endpoint, {}, [], errors={"rateLimit": RATE_LIMIT_ERROR.format(limit=limit)})
+
+
+def too_many_requests_body(endpoint: str = "leagues", in_envelope: bool = False) -> dict[str, Any]:
+    """The body of the service's HTTP 429 (sent without `Retry-After`): bare or in the envelope."""
+    if in_envelope:
+        return envelope(endpoint, {}, [], errors={"rateLimit": TOO_MANY_REQUESTS_ERROR})
+    return {"rateLimit": TOO_MANY_REQUESTS_ERROR}
 
 
 def envelope(

@@ -1,7 +1,11 @@
-"""Provider faults: 429 with Retry-After, 5xx bursts, 499, slow answers, broken bodies, rate-limit
-errors inside HTTP 200 bodies, an exhausted daily quota; and failures that change nothing."""
+"""Provider faults: 429 with and without Retry-After, 5xx bursts, 499, slow answers, broken bodies,
+rate-limit errors inside HTTP 200 bodies, an exhausted daily quota; and failures that change
+nothing."""
 
 from __future__ import annotations
+
+import dagster as dg
+import pytest
 
 from sync_assets.football.client import FootballApiResource
 from sync_assets.sandbox import football as sandbox
@@ -33,6 +37,59 @@ def test_a_429_with_retry_after_is_waited_out(football, database_url) -> None:
     assert second["at"] - first["at"] >= 0.95  # the Retry-After, not the tiny backoff
     assert metadata(result, "leagues")["retries"] == 1
     assert counts(database_url)["leagues"] == LEAGUES
+
+
+@pytest.mark.parametrize("in_envelope", [False, True], ids=["bare", "envelope"])
+def test_a_429_without_retry_after_waits_out_the_per_minute_limit(
+    football, database_url, in_envelope
+) -> None:
+    body = sandbox.too_many_requests_body("leagues", in_envelope=in_envelope)
+    football.faults.add(path=LEAGUES_PATH, kind="status", status=429, body=body, count=2)
+    result = sync(api=quick_api(backoff_factor=0.0, rate_limit_wait_seconds=0.5))
+    assert result.success
+    requests = _leagues_requests(football)
+    assert [r["status"] for r in requests] == [429, 429, 200]
+    # rate_limit_wait_seconds between the answers, not urllib3's backoff (zero here)
+    assert all(b["at"] - a["at"] >= 0.45 for a, b in zip(requests, requests[1:], strict=False))
+    meta = metadata(result, "leagues")
+    assert (meta["rate_limit_waits"], meta["retries"]) == (2, 2)
+    assert counts(database_url)["leagues"] == LEAGUES
+
+
+def test_a_429_that_outlasts_the_waits_fails_after_the_bounded_attempts(
+    football, database_url
+) -> None:
+    body = sandbox.too_many_requests_body("leagues")
+    football.faults.add(path=LEAGUES_PATH, kind="status", status=429, body=body, count=-1)
+    api = quick_api(backoff_factor=0.0, rate_limit_wait_seconds=0.1, rate_limit_attempts=3)
+    result = sync(api=api, raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "still over the per-minute rate limit after 3 answers and 2 waits" in message
+    assert sandbox.TOO_MANY_REQUESTS_ERROR in message
+    assert [r["status"] for r in _leagues_requests(football)] == [429] * 3  # no urllib3 retries
+    assert set(counts(database_url).values()) == {0}
+
+
+def test_a_429_naming_the_daily_quota_fails_at_once(football, database_url) -> None:
+    body = {"errors": {"requests": sandbox.DAILY_LIMIT_ERROR}}
+    football.faults.add(path=LEAGUES_PATH, kind="status", status=429, body=body, count=-1)
+    result = sync(raise_on_error=False)
+    assert not result.success
+    assert "daily request quota" in failure_message(result)
+    assert len(_leagues_requests(football)) == 1
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(522, True), (503, True), (404, False)])
+def test_a_failed_status_is_retryable_only_when_it_may_pass(
+    football, database_url, status, retryable
+) -> None:
+    football.faults.add(path=LEAGUES_PATH, kind="status", status=status, count=-1)
+    with pytest.raises(dg.Failure) as failed:
+        sync(api=quick_api(max_retries=1))
+    assert f"HTTP {status}" in str(failed.value.description)
+    assert failed.value.allow_retries is retryable
+    assert set(counts(database_url).values()) == {0}
 
 
 def test_a_burst_of_5xx_and_499_is_survived(football, database_url) -> None:
