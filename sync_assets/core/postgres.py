@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import dagster as dg
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from sync_assets.core.embedded import embedded_database_url
 from sync_assets.core.redaction import register_secret
@@ -24,11 +25,30 @@ class LockBusyError(RuntimeError):
     """Another process holds the named advisory lock."""
 
 
+class DatabaseUrlError(ValueError):
+    """A database URL setting cannot be read; the message names the setting, never its value."""
+
+
 def database_url_for(override_setting: str | None = None) -> str:
-    """The configured database URL: a domain override, then `DATABASE_URL`, then embedded."""
+    """The configured database URL: a domain override, then `DATABASE_URL`, then embedded.
+
+    A configured URL is checked and its password registered as a secret before any connection
+    is tried: libpq quotes the piece of a URL it cannot parse (an unencoded `%` in the password,
+    say), and that error would otherwise travel into run failures and Dagster's event storage.
+    """
     for name in (override_setting, "DATABASE_URL"):
         if name and os.environ.get(name, "").strip():
-            return os.environ[name].strip()
+            url = os.environ[name].strip()
+            try:
+                params = conninfo_to_dict(url)
+            except psycopg.Error:
+                raise DatabaseUrlError(
+                    f"{name} is not a PostgreSQL connection URL libpq can read (its value is not"
+                    " shown): percent-encode characters such as % @ : / # ? and spaces in the"
+                    " user name and password"
+                ) from None
+            register_secret(params.get("password"), _password_of(url))
+            return url
     return embedded_database_url()
 
 

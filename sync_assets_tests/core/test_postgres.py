@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import dagster as dg
 import pytest
+from dagster._serdes import serialize_value
 
 from sync_assets.core.postgres import LockBusyError, PostgresResource, database_url_for
 
@@ -70,3 +72,33 @@ def test_lock_waits_for_a_holder_that_finishes(database_url: str) -> None:
     with db.advisory_lock("refresh", wait_seconds=5):
         pass
     holder.join()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://sync:Pa%ssw0rdSecret@localhost/app",  # a raw % in the password
+        "postgresql://sync:Pa ssw0rdSecret@localhost/app",  # a raw space
+    ],
+)
+def test_an_unreadable_url_is_named_by_its_setting_and_never_shown(
+    url: str, pg_instance, monkeypatch
+) -> None:
+    """libpq quotes the piece of a URL it cannot parse, which here is the password."""
+    monkeypatch.setenv("STATS_DATABASE_URL", url)
+
+    @dg.asset
+    def touches_the_database(db: PostgresResource) -> None:
+        db.apply_ddl("SELECT 1")
+
+    db = PostgresResource(schema_name="stats", url_setting="STATS_DATABASE_URL")
+    result = dg.materialize(
+        [touches_the_database], resources={"db": db}, instance=pg_instance, raise_on_error=False
+    )
+    assert not result.success
+    stored = [
+        serialize_value(record.event_log_entry)
+        for record in pg_instance.get_records_for_run(result.run_id).records
+    ]
+    assert any("STATS_DATABASE_URL is not a PostgreSQL connection URL" in s for s in stored)
+    assert not any("ssw0rdSecret" in s for s in stored)
