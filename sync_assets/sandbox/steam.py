@@ -2,7 +2,15 @@
 
 - `/steam-api/ISteamApps/GetAppList/v2/` -> `{"applist": {"apps": [{"appid", "name"}, ...]}}`,
   a deterministic catalog of `catalog_size` apps (some with empty names, one listed twice, as
-  the real list does), generated on request so any size costs no memory at rest.
+  the real list did), generated on request so any size costs no memory at rest. With
+  `configure({"v2_removed": True})` it answers what Valve has answered since November 2025:
+  HTTP 404 "Method 'GetAppList' not found in interface 'ISteamApps'".
+- `/steam-api/IStoreService/GetAppList/v1/?key=K&max_results=N&last_appid=A` -> the same
+  catalog (each app once, in appid order), N apps (default 10,000, at most 50,000) after A:
+  `{"response": {"apps": [{"appid", "name", "last_modified", "price_change_number"}, ...],
+  "have_more_results": true, "last_appid": A2}}`, `have_more_results` left out of the last
+  page. No key: HTTP 401; a key other than `api_key` (default `DEMO_API_KEY`): HTTP 403, both
+  with Steam's HTML "Access is denied. Retrying will not help." body.
 - `/steam-store/api/appdetails?appids=N` -> `{"N": {"success": true, "data": {...}}}` with the
   store's quirks (see `shared/reference/steam/`): numbers as strings (genre ids, required_age,
   fullgame appid), `[]` where an object is expected (`linux_requirements`, `price_overview` on
@@ -24,11 +32,13 @@ the store does) to everything for `block_seconds`. `latency` delays every store 
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from sync_assets.sandbox.server import Provider, Request, Response
@@ -36,6 +46,10 @@ from sync_assets.sandbox.server import Provider, Request, Response
 API_PREFIX = "/steam-api"
 STORE_PREFIX = "/steam-store"
 DEFAULT_CATALOG_PER_SCALE = 300
+# The Web API key the v1 app list accepts (tests set their own with `configure({"api_key"})`).
+DEMO_API_KEY = "5A4DB0C5D3E94F0E8A1B2C3D4E5F6A7B"
+DEFAULT_MAX_RESULTS = 10_000
+MAX_RESULTS = 50_000
 UNAVAILABLE_EVERY = 13
 
 GENRES = [("1", "Action"), ("2", "Strategy"), ("3", "RPG"), ("23", "Indie"), ("25", "Adventure")]
@@ -184,7 +198,7 @@ def _access_denied() -> Response:
 
 
 class SteamApiProvider(Provider):
-    """The Steam Web API's `ISteamApps/GetAppList/v2/`."""
+    """The Web API's app lists: `ISteamApps/GetAppList/v2/`, `IStoreService/GetAppList/v1/`."""
 
     prefix = API_PREFIX
 
@@ -193,6 +207,8 @@ class SteamApiProvider(Provider):
         self.removed: set[int] = set()
         self.extra_apps: list[dict[str, Any]] = []
         self.latency = 0.0
+        self.api_key = DEMO_API_KEY
+        self.v2_removed = False
 
     def configure(self, settings: dict[str, Any]) -> None:
         if "catalog_size" in settings:
@@ -203,13 +219,72 @@ class SteamApiProvider(Provider):
             self.extra_apps = list(settings["extra_apps"])
         if "latency" in settings:
             self.latency = float(settings["latency"])
+        if "api_key" in settings:
+            self.api_key = str(settings["api_key"])
+        if "v2_removed" in settings:
+            self.v2_removed = bool(settings["v2_removed"])
 
     def handle(self, request: Request) -> Response:
-        if request.path.rstrip("/") != "/ISteamApps/GetAppList/v2":
+        path = request.path.rstrip("/")
+        if path == "/ISteamApps/GetAppList/v2":
+            response = _method_removed() if self.v2_removed else self._json(self._app_list())
+        elif path == "/IStoreService/GetAppList/v1":
+            key = request.query.get("key") or request.headers.get("x-webapi-key", "")
+            if not key:
+                return _key_refused(401, "Unauthorized")
+            if key != self.api_key:
+                return _key_refused(403, "Forbidden")
+            response = self._json(self._store_page(request.query))
+        else:
             return Response(404, b"<html><body>Not Found</body></html>", {})
-        response = Response(200, self._app_list(), {"Content-Type": "application/json"})
         response.delay = self.latency
         return response
+
+    @staticmethod
+    def _json(body: bytes) -> Response:
+        return Response(200, body, {"Content-Type": "application/json"})
+
+    def _listed(self, after: int) -> Iterator[dict[str, Any]]:
+        """The catalog past appid `after`, once each, in appid order (v1's), extras merged in."""
+        first = max(0, (after - 10) // 10 + 1)
+        generated = (
+            {"appid": appid_at(index), "name": app_name(appid_at(index))}
+            for index in range(first, self.catalog_size)
+        )
+        extras = sorted(
+            (a for a in self.extra_apps if isinstance(a.get("appid"), int) and a["appid"] > after),
+            key=lambda a: a["appid"],
+        )
+        for app in heapq.merge(generated, extras, key=lambda a: a["appid"]):
+            if app["appid"] not in self.removed:
+                yield app
+
+    def _store_page(self, query: dict[str, str]) -> bytes:
+        size = min(MAX_RESULTS, max(1, _int(query.get("max_results"), DEFAULT_MAX_RESULTS)))
+        after = _int(query.get("last_appid"), 0)
+        page: list[dict[str, Any]] = []
+        more = False
+        for app in self._listed(after):
+            if app["appid"] <= after:
+                continue
+            if len(page) == size:
+                more = True
+                break
+            appid = app["appid"]
+            page.append(
+                {
+                    "appid": appid,
+                    "name": app.get("name") or "",
+                    "last_modified": 1_700_000_000 + appid,
+                    "price_change_number": 20_000_000 + appid,
+                }
+            )
+        body: dict[str, Any] = {"apps": page}
+        if more:  # Steam leaves have_more_results out of the last page
+            body["have_more_results"] = True
+        if page:
+            body["last_appid"] = page[-1]["appid"]
+        return json.dumps({"response": body}).encode()
 
     def _app_list(self) -> bytes:
         def entries():
@@ -224,6 +299,31 @@ class SteamApiProvider(Provider):
                 yield json.dumps(extra).encode()
 
         return b'{"applist":{"apps":[' + b",".join(entries()) + b"]}}"
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default
+
+
+def _method_removed() -> Response:
+    """What api.steampowered.com answers to ISteamApps/GetAppList since November 2025."""
+    body = (
+        b"<html><head><title>Not Found</title></head><body><h1>Not Found</h1>"
+        b"Method 'GetAppList' not found in interface 'ISteamApps'</body></html>"
+    )
+    return Response(404, body, {"Content-Type": "text/html"})
+
+
+def _key_refused(status: int, title: str) -> Response:
+    """Steam's answer to a missing (401) or unknown (403) key."""
+    body = (
+        f"<html><head><title>{title}</title></head><body><h1>{title}</h1>Access is denied."
+        f" Retrying will not help. Please verify your <pre>key=</pre> parameter.</body></html>"
+    )
+    return Response(status, body.encode(), {"Content-Type": "text/html"})
 
 
 class SteamStoreProvider(Provider):
@@ -310,6 +410,7 @@ def environment(server_url: str) -> dict[str, str]:
     return {
         "STEAM_STORE_BASE_URL": server_url + STORE_PREFIX,
         "STEAM_API_BASE_URL": server_url + API_PREFIX,
+        "STEAM_API_KEY": DEMO_API_KEY,
         # The sandbox has no throttle by default; a fast pace keeps the demo short.
         "STEAM_STORE_RATE_LIMIT": "50/1",
     }

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-import ijson
 from pydantic import Field
 
 from sync_assets.core.http import ApiClient, ApiError, CallStats, decode_json, token_bucket
 from sync_assets.core.settings import optional_setting
+from sync_assets.steam.app_list import KEY_SETTING, MAX_PAGE_SIZE, AppListReader
 
-APP_LIST_PATH = "/ISteamApps/GetAppList/v2/"
 APP_DETAILS_PATH = "/api/appdetails"
 DEFAULT_RATE_LIMIT = "200/300"  # the store's observed limit: 200 requests per 5 minutes
 
@@ -54,37 +52,37 @@ def _short_reason(exc: ApiError) -> str:
 
 
 class SteamApiResource(dg.ConfigurableResource):
-    """The Steam Web API; base URL from `STEAM_API_BASE_URL` (default api.steampowered.com)."""
+    """The Steam Web API; base URL from `STEAM_API_BASE_URL`, key from `STEAM_API_KEY`.
+
+    With a key the app list comes from IStoreService/GetAppList/v1, else from the removed
+    ISteamApps/GetAppList/v2 (still served by mirrors); see `sync_assets.steam.app_list`.
+    """
 
     read_timeout: float = 120.0
     max_retries: int = 4
+    backoff_factor: float = 0.5
+    page_size: int = Field(
+        default=MAX_PAGE_SIZE,
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description="max_results: apps per IStoreService/GetAppList page (Steam allows 50,000)",
+    )
 
     def base_url(self) -> str:
         return optional_setting("STEAM_API_BASE_URL", "https://api.steampowered.com") or ""
 
-    def iter_app_list(self) -> Iterator[dict[str, Any]]:
-        """Every `{"appid", "name"}` of the app list, parsed as the body streams in."""
+    def app_list(self) -> AppListReader:
+        """A reader of the whole app list for one run; the key is registered for redaction."""
+        key = optional_setting(KEY_SETTING)
         client = ApiClient(
-            self.base_url(), read_timeout=self.read_timeout, max_retries=self.max_retries
+            self.base_url(),
+            # Registered before the first request: urllib3 logs URLs, and this key is in them.
+            secrets=(key, key.lower(), key.upper()) if key else (),
+            read_timeout=self.read_timeout,
+            max_retries=self.max_retries,
+            backoff_factor=self.backoff_factor,
         )
-        try:
-            response = client.request("GET", APP_LIST_PATH, stream=True)
-            with response:
-                if response.status_code >= 400:
-                    raise ApiError(
-                        f"GET {APP_LIST_PATH} answered HTTP {response.status_code}",
-                        status=response.status_code,
-                    )
-                response.raw.decode_content = True
-                try:
-                    yield from ijson.items(response.raw, "applist.apps.item", use_float=True)
-                except ijson.JSONError as exc:
-                    reason = f"{exc}"[:200]
-                    raise ApiError(
-                        f"GET {APP_LIST_PATH}: the app list is not valid JSON ({reason})"
-                    ) from None
-        finally:
-            client.close()
+        return AppListReader(client, key, self.page_size)
 
 
 class SteamStoreResource(dg.ConfigurableResource):

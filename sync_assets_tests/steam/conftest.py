@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
+from psycopg import sql
 
 from sync_assets.sandbox import steam as steam_sandbox
 from sync_assets.sandbox.server import SandboxServer
@@ -17,7 +18,7 @@ from sync_assets.steam.assets import (
     steam_app_details,
     steam_synced_apps_have_details,
 )
-from sync_assets.steam.client import SteamStoreResource
+from sync_assets.steam.client import SteamApiResource, SteamStoreResource
 from sync_assets_tests.conftest import point_at, serve_providers
 
 # Retries that do not make a test wait: the behaviour is the same, the clock is not.
@@ -33,10 +34,18 @@ def steam_server() -> Iterator[SandboxServer]:
 def steam(
     steam_server: SandboxServer, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SandboxServer]:
-    """The steam stand-ins at a small scale, with settings pointing at them and a fresh DB."""
+    """The steam stand-ins at a small scale, settings pointing at them (the demo Web API key
+    included), and a fresh DB."""
     point_at(steam_server, steam_sandbox, monkeypatch)
     monkeypatch.setenv("STEAM_STORE_RATE_LIMIT", "1000/1")
-    configure(steam_server, catalog_size=60, removed=[], extra_apps=[])
+    configure(
+        steam_server,
+        catalog_size=60,
+        removed=[],
+        extra_apps=[],
+        api_key=steam_sandbox.DEMO_API_KEY,
+        v2_removed=False,
+    )
     configure(steam_server, store=True, reset=True)
     yield steam_server
     steam_server.faults.clear()
@@ -58,6 +67,7 @@ def sync(
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
     store: SteamStoreResource | None = None,
+    api: SteamApiResource | None = None,
     catalog_config: dict[str, Any] | None = None,
     details_asset: bool = True,
 ) -> dg.ExecuteInJobResult:
@@ -73,6 +83,8 @@ def sync(
     bound = resources()
     if store is not None:
         bound["steam_store"] = store
+    if api is not None:
+        bound["steam_api"] = api
     return dg.materialize(
         assets,
         resources=bound,
@@ -92,3 +104,37 @@ def query(url: str, text: str, params: Any = None) -> list[tuple]:
     with psycopg.connect(url) as conn:
         conn.execute("SET search_path TO steam")
         return conn.execute(text, params).fetchall()
+
+
+def catalog_metadata(result: dg.ExecuteInJobResult) -> dict[str, Any]:
+    [materialization] = result.asset_materializations_for_node("steam_app_catalog")
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def failure_message(result: dg.ExecuteInJobResult, step: str = "steam_app_catalog") -> str:
+    """The stored error of the step's failure, causes included."""
+    [failure] = [
+        e for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key == step
+    ]
+    parts, error = [], failure.event_specific_data.error
+    while error is not None:
+        parts.append(error.message)
+        error = error.cause
+    return "\n".join(parts)
+
+
+def event_storage_text(pg_url: str) -> str:
+    """Every row of every table of a Dagster database, as text."""
+    url = "postgresql://" + pg_url.removeprefix("postgresql+psycopg2://")
+    parts = []
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        ).fetchall()
+        for (table,) in tables:
+            rows = conn.execute(
+                sql.SQL("SELECT t::text FROM {} AS t").format(sql.Identifier(table))
+            ).fetchall()
+            parts.extend(row[0] for row in rows)
+    return "\n".join(parts)
