@@ -151,9 +151,16 @@ def run_sql(statement: str, as_csv: bool) -> int:
     import psycopg
 
     from sync_assets.core.postgres import database_url_for
+    from sync_assets.core.redaction import redact
 
     with psycopg.connect(database_url_for(None), autocommit=True) as conn:
-        cursor = conn.execute(statement)  # type: ignore[arg-type]
+        try:
+            cursor = conn.execute(statement)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            print(f"error: {type(exc).__name__}: {redact(str(exc).strip())}", file=sys.stderr)
+            return 1
+        while cursor.nextset():  # several statements: the last one's result is the answer
+            pass
         if cursor.description is None:
             print(cursor.statusmessage)
             return 0
