@@ -49,13 +49,22 @@ def prunable_run_ids(instance: dg.DagsterInstance, older_than: datetime) -> list
         cursor = page[-1].run_id
 
 
-@dg.op(description="Deletes finished runs and their event logs older than keep_days.")
+def delete_run_and_logs(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Delete a run, its event log and its captured stdout/stderr (kept under the run's id)."""
+    instance.delete_run(run_id)
+    try:
+        instance.compute_log_manager.delete_logs(prefix=[run_id])
+    except NotImplementedError:
+        pass  # a compute log manager that cannot delete keeps its files (its own retention)
+
+
+@dg.op(description="Deletes finished runs, their event logs and compute logs older than keep_days.")
 def prune_old_runs(context: dg.OpExecutionContext, config: RunRetentionConfig) -> dg.Output:
     cutoff = datetime.now(UTC) - timedelta(days=config.keep_days)
     run_ids = [r for r in prunable_run_ids(context.instance, cutoff) if r != context.run_id]
     if not config.dry_run:
         for run_id in run_ids:
-            context.instance.delete_run(run_id)
+            delete_run_and_logs(context.instance, run_id)
     context.log.info(
         f"{'would delete' if config.dry_run else 'deleted'} {len(run_ids)} runs "
         f"finished before {cutoff:%Y-%m-%d %H:%M} UTC"
@@ -68,7 +77,8 @@ def prune_old_runs(context: dg.OpExecutionContext, config: RunRetentionConfig) -
 
 @dg.job(
     name="run_retention_job",
-    description="Deletes old finished runs and their event logs (keeps latest materializations).",
+    description="Deletes old finished runs, their event logs and compute logs (keeps latest"
+    " materializations).",
     tags={"sync_assets/domain": "operations"},
 )
 def run_retention_job() -> None:

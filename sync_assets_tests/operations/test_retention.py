@@ -34,13 +34,16 @@ def prune(instance: dg.DagsterInstance, **config) -> dg.ExecuteInProcessResult:
     )
 
 
-def test_prunes_old_runs_but_keeps_latest_materializations(pg_instance):
+def test_prunes_old_runs_but_keeps_latest_materializations(pg_instance, tmp_path):
     standings_runs = [dg.materialize([standings], instance=pg_instance).run_id for _ in range(3)]
     red_runs = [
         dg.materialize([kits], instance=pg_instance, partition_key="red").run_id for _ in range(2)
     ]
     blue = dg.materialize([kits], instance=pg_instance, partition_key="blue").run_id
     chores = [housekeeping_job.execute_in_process(instance=pg_instance).run_id for _ in range(2)]
+
+    logs = tmp_path / "compute_logs"
+    assert all((logs / run_id).is_dir() for run_id in chores)  # captured stdout/stderr
 
     result = prune(pg_instance, keep_days=0)
 
@@ -49,6 +52,8 @@ def test_prunes_old_runs_but_keeps_latest_materializations(pg_instance):
     assert result.output_for_node("prune_old_runs") == 5
     for gone in [*standings_runs[:-1], *red_runs[:-1], *chores]:
         assert pg_instance.all_logs(gone) == []
+        assert not (logs / gone).exists()
+    assert (logs / standings_runs[-1]).is_dir()
     latest = pg_instance.get_latest_materialization_event(dg.AssetKey("standings"))
     assert latest is not None and latest.run_id == standings_runs[-1]
     assert pg_instance.get_materialized_partitions(dg.AssetKey("kits")) == {"red", "blue"}
