@@ -36,6 +36,9 @@ CREATE OR REPLACE TEMP MACRO pg_array(l) AS CASE WHEN l IS NULL THEN NULL
 END
 """
 
+# Without a key, the columns that say how many copies of a row to delete and which row it is.
+_SURPLUS, _GROUP = "_replace_rows_surplus", "_replace_rows_group"
+
 
 @dataclass(frozen=True)
 class RowChanges:
@@ -63,10 +66,12 @@ def replace_rows(
     cursor's own), so several cursors may replace different tables at once.
 
     Rows are matched on `key` (never null) and compared on the other columns; without a key,
-    whole rows are compared (for small tables: the delete cannot use an index). A json column
-    is compared as its type in `new`: give it a STRUCT, LIST or MAP type there (a JSON-typed
-    column would compare as text, and jsonb orders keys its own way). An empty table of
-    `bulk_fill_rows` rows or more is filled with its indexes set aside (`indexes_set_aside`).
+    whole rows are compared as a multiset (for small tables: the delete cannot use an index):
+    of equal rows (nulls equal), only the copies too many go and only the missing copies
+    come. A json column is compared as its type in `new`: give it a STRUCT, LIST or MAP type
+    there (a JSON-typed column would compare as text, and jsonb orders keys its own way). An
+    empty table of `bulk_fill_rows` rows or more is filled with its indexes set aside
+    (`indexes_set_aside`).
 
     `digest` names a uuid column of the target that holds, for each row, the MD5 of its
     columns' JSON as written here: rows are then compared by key and digest, and the other
@@ -172,6 +177,9 @@ def _keyed_changes(
 def _whole_row_changes(
     duck: duckdb.DuckDBPyConnection, changes: str, new: str, current: str
 ) -> tuple[str, str]:
+    """Multiset differences of whole rows (nulls equal): return a query for each distinct row
+    to delete, with how many of its copies go (`_SURPLUS`) and a number for it (`_GROUP`),
+    and a query for the rows to insert (one row per copy)."""
     duck.execute(
         f"CREATE OR REPLACE TEMP TABLE {ident(changes)} AS"  # noqa: S608
         f" FROM {ident(current)} EXCEPT ALL FROM {ident(new)}"
@@ -180,7 +188,11 @@ def _whole_row_changes(
         f"CREATE OR REPLACE TEMP TABLE {ident(changes + '_came')} AS"  # noqa: S608
         f" FROM {ident(new)} EXCEPT ALL FROM {ident(current)}"
     )
-    return f"FROM {ident(changes)}", f"FROM {ident(changes + '_came')}"
+    return (
+        f"SELECT *, row_number() OVER () AS {_GROUP} FROM"  # noqa: S608
+        f" (SELECT *, count(*) AS {_SURPLUS} FROM {ident(changes)} GROUP BY ALL)",
+        f"FROM {ident(changes + '_came')}",
+    )
 
 
 @dataclass(frozen=True)
@@ -227,26 +239,49 @@ class _Link:
         return count
 
     def delete(self, gone: str, match: tuple[str, ...], *, by_key: bool) -> int:
-        """Delete the rows the DuckDB query `gone` lists (by `match` columns); return how many
-        were listed."""
-        path, count = self._export(gone, match)
+        """Delete the rows the DuckDB query `gone` lists, by `match` columns (without a key,
+        only the `_SURPLUS` copies of each, see `_whole_row_changes`); return how many went."""
+        extra = () if by_key else (_SURPLUS, _GROUP)
+        path, count = self._export(gone, (*match, *extra))
         if count:
             staging = sql.Identifier(f"_gone_{self.target}")
-            columns = sql.SQL(", ").join(sql.Identifier(c) for c in match)
+            columns = sql.SQL(", ").join(
+                [sql.Identifier(c) for c in match]
+                + [sql.SQL("0::bigint AS {}").format(sql.Identifier(c)) for c in extra]
+            )
             self.cur.execute(
                 sql.SQL(
                     "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
                 ).format(staging, columns, sql.Identifier(self.target))
             )
-            self._copy_in(path, staging, match)
+            self._copy_in(path, staging, (*match, *extra))
             # Keys are never null, and `=` lets the delete use the key's index.
             equal = "t.{c} = g.{c}" if by_key else "t.{c} IS NOT DISTINCT FROM g.{c}"
             same = sql.SQL(" AND ").join(sql.SQL(equal).format(c=sql.Identifier(c)) for c in match)
-            self.cur.execute(
-                sql.SQL("DELETE FROM {} t USING {} g WHERE {}").format(
-                    sql.Identifier(self.target), staging, same
+            if by_key:
+                self.cur.execute(
+                    sql.SQL("DELETE FROM {} t USING {} g WHERE {}").format(
+                        sql.Identifier(self.target), staging, same
+                    )
                 )
-            )
+            else:
+                # Equal rows are told apart only by their ctid: keep all but the surplus.
+                self.cur.execute(
+                    sql.SQL(
+                        "DELETE FROM {target} WHERE ctid IN (SELECT ctid FROM"
+                        " (SELECT t.ctid, g.{surplus}, row_number() OVER"
+                        " (PARTITION BY g.{group} ORDER BY t.ctid) AS copy_no"
+                        " FROM {target} t JOIN {staging} g ON {same}) s"
+                        " WHERE copy_no <= {surplus})"
+                    ).format(
+                        target=sql.Identifier(self.target),
+                        staging=staging,
+                        surplus=sql.Identifier(_SURPLUS),
+                        group=sql.Identifier(_GROUP),
+                        same=same,
+                    )
+                )
+                count = self.cur.rowcount
             self.cur.execute(sql.SQL("DROP TABLE {}").format(staging))
         path.unlink()
         return count
@@ -255,7 +290,7 @@ class _Link:
         """Write the rows of `query` as CSV that COPY reads into the table's column types;
         return the file and how many rows it holds."""
         shapes = {"array": "pg_array({})", "json": "to_json({})", "scalar": "{}"}
-        exprs = ", ".join(shapes[self.kinds[c]].format(ident(c)) for c in columns)
+        exprs = ", ".join(shapes[self.kinds.get(c, "scalar")].format(ident(c)) for c in columns)
         path = self.folder / f"rows_{self.target}.csv"
         written = self.duck.execute(
             f"COPY (SELECT {exprs} FROM ({query})) TO {literal(str(path))}"  # noqa: S608

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -222,3 +223,148 @@ def test_a_digest_needs_a_key(pg_url, duck) -> None:
     with closing(bulk_connection(pg_url, "sync_test")) as pg, pg.cursor() as cur:
         with pytest.raises(ValueError, match="needs a key"):
             replace_rows(cur, duck, "scores", "new_scores", COLUMNS, (), Path("."), digest="d")
+
+
+PLAIN_COLUMNS = ("kind", "season_id", "player_id", "value")
+Row = tuple[str | None, int | None, int | None, int | None]
+
+
+@pytest.fixture
+def plain_url(pg_url: str) -> str:
+    """The database with a table without a key (like the honour roll), equal rows allowed."""
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "CREATE TABLE sync_test.honours (kind text, season_id integer, player_id integer,"
+            " value integer CHECK (value < 1000))"
+        )
+    return pg_url
+
+
+def replace_plain(url: str, duck: duckdb.DuckDBPyConnection, rows: list[Row]) -> RowChanges:
+    """Bring sync_test.honours to `rows` by whole rows (no key), in one transaction."""
+    duck.execute(
+        "CREATE OR REPLACE TABLE new_honours"
+        " (kind VARCHAR, season_id INTEGER, player_id INTEGER, value INTEGER)"
+    )
+    if rows:
+        duck.executemany("INSERT INTO new_honours VALUES (?, ?, ?, ?)", rows)
+    with closing(bulk_connection(url, "sync_test")) as pg, tempfile.TemporaryDirectory() as tmp:
+        try:
+            with pg.cursor() as cur:
+                changes = replace_rows(
+                    cur, duck, "honours", "new_honours", PLAIN_COLUMNS, (), Path(tmp)
+                )
+            pg.commit()
+        except BaseException:
+            pg.rollback()
+            raise
+    return changes
+
+
+def honours(url: str) -> Counter[Row]:
+    """The table's rows as a multiset."""
+    with psycopg.connect(url) as conn:
+        return Counter(
+            conn.execute("SELECT kind, season_id, player_id, value FROM sync_test.honours")
+        )
+
+
+def row_versions(url: str) -> Counter[tuple[str, str]]:
+    """Each row version's place and writing transaction: unchanged when a row was not written."""
+    with psycopg.connect(url) as conn:
+        return Counter(conn.execute("SELECT ctid::text, xmin::text FROM sync_test.honours"))
+
+
+def test_without_a_key_only_the_surplus_copy_of_equal_rows_goes(plain_url, duck) -> None:
+    old: list[Row] = [("x", 1, None, 1), ("x", 1, None, 1), ("y", 2, 3, 2)]
+    assert replace_plain(plain_url, duck, old) == RowChanges(3, 3, 0)
+    before = row_versions(plain_url)
+    changes = replace_plain(plain_url, duck, [("x", 1, None, 1), ("y", 2, 3, 2)])
+    assert changes == RowChanges(rows=2, added=0, removed=1)
+    assert honours(plain_url) == Counter([("x", 1, None, 1), ("y", 2, 3, 2)])
+    after = row_versions(plain_url)
+    assert after < before  # the two rows left are the rows as they were, not written again
+
+
+def test_without_a_key_copies_of_a_row_grow_and_shrink(plain_url, duck) -> None:
+    other = ("champion", 1, 7, 30)
+    replace_plain(plain_url, duck, [("x", 1, 2, 3), other])
+    before = row_versions(plain_url)
+    changes = replace_plain(plain_url, duck, [("x", 1, 2, 3)] * 3 + [other])
+    assert changes == RowChanges(rows=4, added=2, removed=0)
+    assert honours(plain_url) == Counter({("x", 1, 2, 3): 3, other: 1})
+    grown = row_versions(plain_url)
+    assert before < grown
+    changes = replace_plain(plain_url, duck, [("x", 1, 2, 3), other])
+    assert changes == RowChanges(rows=2, added=0, removed=2)
+    assert honours(plain_url) == Counter({("x", 1, 2, 3): 1, other: 1})
+    assert row_versions(plain_url) < grown
+
+
+def test_without_a_key_rows_with_nulls_are_copies_of_each_other(plain_url, duck) -> None:
+    blank: Row = (None, None, None, None)
+    record: Row = ("longest_win_streak", None, 4, None)
+    near: Row = ("longest_win_streak", None, 4, 0)  # differs from `record` only by a null
+    replace_plain(plain_url, duck, [blank, record, record, near])
+    changes = replace_plain(plain_url, duck, [blank, blank, blank, record, near])
+    assert changes == RowChanges(rows=5, added=2, removed=1)
+    assert honours(plain_url) == Counter({blank: 3, record: 1, near: 1})
+    changes = replace_plain(plain_url, duck, [blank, record, record, record])
+    assert changes == RowChanges(rows=4, added=2, removed=3)
+    assert honours(plain_url) == Counter({blank: 1, record: 3})
+
+
+def test_without_a_key_a_rerun_with_the_same_rows_writes_nothing(plain_url, duck) -> None:
+    rows: list[Row] = [
+        ("champion", 1, 7, 30),
+        ("champion", 1, 7, 30),
+        ("biggest_win", None, None, 5),
+        ("biggest_win", None, None, 5),
+        ("biggest_win", None, None, 5),
+        (None, None, None, None),
+    ]
+    assert replace_plain(plain_url, duck, rows) == RowChanges(6, 6, 0)
+    before = row_versions(plain_url)
+    assert replace_plain(plain_url, duck, rows[::-1]) == RowChanges(6, 0, 0)
+    assert row_versions(plain_url) == before
+    assert honours(plain_url) == Counter(rows)
+
+
+def test_without_a_key_copies_change_along_with_ordinary_rows(plain_url, duck) -> None:
+    old: list[Row] = [
+        ("champion", 1, 7, 30),  # stays
+        ("champion", 2, 8, 25),  # changes value
+        ("top_scorer", 1, 9, 12),  # goes
+        ("top_scorer", 2, 9, 10),  # three copies, two stay
+        ("top_scorer", 2, 9, 10),
+        ("top_scorer", 2, 9, 10),
+        ("biggest_win", None, None, 5),  # one copy, three then
+    ]
+    new: list[Row] = [
+        ("champion", 1, 7, 30),
+        ("champion", 2, 8, 26),
+        ("top_scorer", 2, 9, 10),
+        ("top_scorer", 2, 9, 10),
+        ("biggest_win", None, None, 5),
+        ("biggest_win", None, None, 5),
+        ("biggest_win", None, None, 5),
+        ("most_goals_in_match", None, 3, 4),  # comes
+    ]
+    replace_plain(plain_url, duck, old)
+    changes = replace_plain(plain_url, duck, new)
+    assert changes == RowChanges(rows=8, added=4, removed=3)
+    assert honours(plain_url) == Counter(new)
+    assert replace_plain(plain_url, duck, new) == RowChanges(8, 0, 0)
+    assert replace_plain(plain_url, duck, []) == RowChanges(0, 0, 8)
+    assert honours(plain_url) == Counter()
+
+
+def test_without_a_key_a_failed_replace_keeps_the_previous_rows(plain_url, duck) -> None:
+    old: list[Row] = [("x", 1, None, 1), ("x", 1, None, 1), ("y", 2, 3, 2)]
+    replace_plain(plain_url, duck, old)
+    before = row_versions(plain_url)
+    # The copy is deleted first; the insert then breaks the CHECK and all is rolled back.
+    with pytest.raises(psycopg2.errors.CheckViolation):
+        replace_plain(plain_url, duck, [("x", 1, None, 1), ("y", 2, 3, 2), ("z", 0, 0, 1000)])
+    assert honours(plain_url) == Counter(old)
+    assert row_versions(plain_url) == before
