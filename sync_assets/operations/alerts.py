@@ -7,31 +7,46 @@ the run), and redacted once more here with every secret setting this process can
 
 import json
 import time
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 
 import dagster as dg
+import requests
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.event_log.base import EventLogRecord, EventRecordsFilter
 from dagster._utils.error import SerializableErrorInfo
 
 from sync_assets.core.http import ApiClient
-from sync_assets.core.redaction import redact, register_secret_settings
+from sync_assets.core.redaction import redact, register_secret, register_secret_settings
 from sync_assets.core.settings import optional_setting
 
-# Settings whose values must never reach an alert, whichever domain put them in an error.
+# Settings whose values must never reach an alert, whichever domain put them in an error
+# (sync_assets_tests/operations/test_alert_secrets.py fails when one the code reads is missing).
 SECRET_SETTINGS = (
     "ALERT_WEBHOOK_URL",
     "SPORTS_PROVIDER_API_KEY",
     "INTERNAL_API_KEY",
+    "STEAM_API_KEY",
     "ENCRYPTION_KEY",
     "DATABASE_URL",
+    "FOOTBALL_DATABASE_URL",
+    "STATS_DATABASE_URL",
+    "STEAM_DATABASE_URL",
+    "STREAMS_DATABASE_URL",
+    "TORN_DATABASE_URL",
     "DAGSTER_PG_URL",
+    "OBJECT_STORAGE_URL",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
 )
 SUMMARY_LIMIT = 400
 # Check failures older than this are not announced by a sensor that starts without a cursor.
 FIRST_TICK_LOOKBACK_SECONDS = 3600
 RECORDS_PER_TICK = 200
+# Cursor key holding where the lookback started (the other keys are event types' storage ids).
+SINCE = "since"
+# A path segment this long is taken for a token (Slack's and Discord's are 24 and 68 characters).
+TOKEN_SEGMENT_LENGTH = 16
 WATCHED_EVENTS = (
     DagsterEventType.ASSET_CHECK_EVALUATION,
     DagsterEventType.FRESHNESS_STATE_CHANGE,
@@ -66,6 +81,8 @@ class AlertWebhookResource(dg.ConfigurableResource):
             return False
         register_secret_settings(self.url_setting, *SECRET_SETTINGS)
         parts = urlsplit(url)
+        register_secret(*webhook_secrets(parts))
+        webhook = f"the alert webhook at {parts.netloc.rpartition('@')[2]} ({self.url_setting})"
         client = ApiClient(
             f"{parts.scheme}://{parts.netloc}",
             connect_timeout=self.timeout_seconds,
@@ -73,16 +90,32 @@ class AlertWebhookResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
             backoff_factor=0.5,
         )
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        failure: str | None = None
         try:
-            response = client.request("POST", path, json={"text": redact(text)})
+            response = client.session.post(url, json={"text": redact(text)}, timeout=client.timeout)
+        except requests.RequestException as exc:
+            # Only the class: requests' message repeats the URL. Raised outside the except
+            # block so no chained exception carries it either.
+            failure = f"{webhook} could not be reached ({type(exc).__name__})"
         finally:
             client.close()
+        if failure is not None:
+            raise AlertDeliveryError(failure)
         if response.status_code >= 300:
-            raise AlertDeliveryError(
-                f"the alert webhook ({self.url_setting}) answered HTTP {response.status_code}"
-            )
+            raise AlertDeliveryError(f"{webhook} answered HTTP {response.status_code}")
         return True
+
+
+def webhook_secrets(parts: SplitResult) -> list[str]:
+    """The parts of a webhook URL that are its credential: Slack's and Discord's path is the token."""
+    path = parts.path.rstrip("/")
+    segments = [s for s in path.split("/") if s]
+    secrets = [path, parts.query, f"{path}?{parts.query}" if parts.query else ""]
+    if len(segments) > 1:
+        secrets.append("/" + "/".join(segments[1:]))
+    secrets += [s for s in segments if len(s) >= TOKEN_SEGMENT_LENGTH]
+    secrets += [value for _, value in parse_qsl(parts.query)]
+    return [s for s in secrets if s]
 
 
 def error_summary(error: SerializableErrorInfo | None) -> str:
@@ -193,30 +226,50 @@ def check_failure_alert_sensor(
     context: dg.SensorEvaluationContext, alert_webhook: AlertWebhookResource
 ) -> dg.SkipReason | None:
     cursors = json.loads(context.cursor) if context.cursor else {}
-    first_tick = not cursors
-    oldest_announced = time.time() - FIRST_TICK_LOOKBACK_SECONDS
+    # Kept in the cursor: an event type without a storage id yet is read from here on every
+    # tick, never from the beginning of history.
+    since = cursors.setdefault(SINCE, time.time() - FIRST_TICK_LOOKBACK_SECONDS)
     sent = 0
     for event_type in WATCHED_EVENTS:
-        records = context.instance.event_log_storage.get_event_records(
-            EventRecordsFilter(event_type=event_type, after_cursor=cursors.get(event_type.value)),
-            limit=RECORDS_PER_TICK,
-            ascending=True,
+        records, start = unread_records(
+            context.instance, event_type, cursors.get(event_type.value), since
         )
         for record in records:
-            if first_tick and record.event_log_entry.timestamp < oldest_announced:
-                continue
             text = alert_text_for(record, alert_webhook)
             if text is not None and alert_webhook.configured():
                 alert_webhook.send(text)
                 sent += 1
         if records:
+            start = records[-1].storage_id
+        if start is not None:
             # Moved only after every alert of the batch went out, so a webhook outage
             # re-sends on the next tick instead of losing alerts.
-            cursors[event_type.value] = records[-1].storage_id
-            context.update_cursor(json.dumps(cursors, sort_keys=True))
-    if not context.cursor:
-        context.update_cursor(json.dumps(cursors))
+            cursors[event_type.value] = start
+        context.update_cursor(json.dumps(cursors, sort_keys=True))
     return None if sent else dg.SkipReason("no failed freshness or blocking checks")
+
+
+def unread_records(
+    instance: dg.DagsterInstance, event_type: DagsterEventType, after: int | None, since: float
+) -> tuple[list[EventLogRecord], int | None]:
+    """The next page of `event_type` records, and where the cursor goes if the page is empty."""
+    storage = instance.event_log_storage
+    if after is not None:
+        page = storage.get_event_records(
+            EventRecordsFilter(event_type=event_type, after_cursor=after),
+            limit=RECORDS_PER_TICK,
+            ascending=True,
+        )
+        return list(page), after
+    # Without a storage id yet, only records newer than `since` count; if there are none the
+    # cursor starts at the newest one, looked up first so a record stored meanwhile is not skipped.
+    newest = storage.get_event_records(EventRecordsFilter(event_type=event_type), limit=1)
+    page = storage.get_event_records(
+        EventRecordsFilter(event_type=event_type, after_timestamp=since),
+        limit=RECORDS_PER_TICK,
+        ascending=True,
+    )
+    return list(page), newest[0].storage_id if newest else None
 
 
 __all__ = [

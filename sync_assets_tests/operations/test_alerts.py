@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+from dagster._core.events import DagsterEvent, DagsterEventType
 
+from sync_assets.operations import alerts as alerts_module
 from sync_assets.operations.alerts import (
+    FIRST_TICK_LOOKBACK_SECONDS,
     AlertDeliveryError,
     AlertWebhookResource,
     check_failure_alert_sensor,
@@ -80,7 +85,9 @@ def test_a_refusing_webhook_is_an_error_that_does_not_show_its_url(alerts):
     alerts.faults.add(path=webhook.PREFIX, kind="status", status=404, count=1)
     with pytest.raises(AlertDeliveryError) as raised:
         AlertWebhookResource().send("hello")
-    assert "HTTP 404" in str(raised.value) and "ALERT_WEBHOOK_URL" in str(raised.value)
+    assert str(raised.value) == (
+        f"the alert webhook at {alerts.url.split('//')[1]} (ALERT_WEBHOOK_URL) answered HTTP 404"
+    )
     assert webhook.ALERTS_PATH not in str(raised.value)
 
 
@@ -176,3 +183,82 @@ def test_freshness_policy_state_change_alerts(alerts, pg_instance):
     assert "/assets/football/leagues?view=checks" in text
     check_sensor_tick(pg_instance, cursor)
     assert len(posted_texts(alerts)) == 1
+
+
+def report_event(
+    instance: dg.DagsterInstance,
+    data: dg.AssetCheckEvaluation | FreshnessStateChange,
+    age_seconds: float,
+) -> None:
+    """Store a runless check evaluation or freshness change as if it happened `age_seconds` ago."""
+    kind = (
+        DagsterEventType.ASSET_CHECK_EVALUATION
+        if isinstance(data, dg.AssetCheckEvaluation)
+        else DagsterEventType.FRESHNESS_STATE_CHANGE
+    )
+    event = DagsterEvent(event_type_value=kind.value, job_name="", event_specific_data=data)
+    instance.report_dagster_event(event, run_id="", timestamp=time.time() - age_seconds)
+
+
+def failed_check(name: str) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey("club_table"),
+        check_name=name,
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+    )
+
+
+def went_stale(name: str) -> FreshnessStateChange:
+    return FreshnessStateChange(
+        key=dg.AssetKey(name),
+        new_state=FreshnessState.FAIL,
+        previous_state=FreshnessState.PASS,
+        state_change_timestamp=0.0,
+    )
+
+
+def test_history_older_than_the_lookback_is_never_announced(alerts, pg_instance, monkeypatch):
+    monkeypatch.setattr(alerts_module, "RECORDS_PER_TICK", 2)
+    old = FIRST_TICK_LOOKBACK_SECONDS + 600
+    for i in range(5):  # more than two pages of each kind
+        report_event(pg_instance, failed_check(f"old_check_{i}"), old)
+        report_event(pg_instance, went_stale(f"old_asset_{i}"), old)
+    for i in range(3):
+        report_event(pg_instance, failed_check(f"recent_check_{i}"), 60)
+
+    cursor = None
+    for _ in range(3):
+        cursor, _ = check_sensor_tick(pg_instance, cursor)
+
+    texts = posted_texts(alerts)
+    assert not [t for t in texts if "old_" in t]
+    assert sorted(t.split(" / ")[1].split()[0] for t in texts) == [
+        "recent_check_0",
+        "recent_check_1",
+        "recent_check_2",
+    ]
+
+    report_event(pg_instance, failed_check("new_check"), 0)
+    report_event(pg_instance, went_stale("new_asset"), 0)
+    for _ in range(2):
+        cursor, _ = check_sensor_tick(pg_instance, cursor)
+
+    new = posted_texts(alerts)[len(texts) :]
+    assert len(new) == 2
+    assert "club_table / new_check failed" in new[0] and "new_asset is FAIL" in new[1]
+
+
+def test_a_cursor_started_in_a_quiet_hour_skips_to_the_newest_record(alerts, pg_instance):
+    report_event(pg_instance, failed_check("old_check"), FIRST_TICK_LOOKBACK_SECONDS + 600)
+
+    cursor, result = check_sensor_tick(pg_instance, None)
+    assert isinstance(result, dg.SkipReason) and posted_texts(alerts) == []
+
+    # Even a lookback reaching further back no longer applies: the type has a storage id.
+    state = json.loads(cursor)
+    state["since"] -= 10 * FIRST_TICK_LOOKBACK_SECONDS
+    report_event(pg_instance, failed_check("late_check"), 0)
+    check_sensor_tick(pg_instance, json.dumps(state))
+    (text,) = posted_texts(alerts)
+    assert "late_check" in text
