@@ -15,7 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+import psycopg
 import requests
+import yaml
+from psycopg import sql
 
 from sync_assets.core import embedded
 
@@ -126,3 +129,53 @@ def webserver_up(url: str) -> bool:
         return requests.get(f"{url}/server_info", timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def secret_search_home(tmp_path: Path, pg_url: str) -> tuple[Path, Path]:
+    """A DAGSTER_HOME on the Postgres storage at `pg_url`, with its compute-log folder, whose
+    event log also takes urllib3's own lines (request URLs at DEBUG, retry warnings)."""
+    home, logs = tmp_path / "dagster_home", tmp_path / "compute_logs"
+    home.mkdir()
+    config = {
+        "storage": {"postgres": {"postgres_url": pg_url}},
+        "compute_logs": {
+            "module": "dagster.core.storage.local_compute_log_manager",
+            "class": "LocalComputeLogManager",
+            "config": {"base_dir": str(logs)},
+        },
+        "python_logs": {"managed_python_loggers": ["urllib3"], "python_log_level": "DEBUG"},
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return home, logs
+
+
+def event_storage_text(pg_url: str) -> str:
+    """Every row of every table of a Dagster database, as text."""
+    url = "postgresql://" + pg_url.removeprefix("postgresql+psycopg2://")
+    parts = []
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        ).fetchall()
+        for (table,) in tables:
+            rows = conn.execute(
+                sql.SQL("SELECT t::text FROM {} AS t").format(sql.Identifier(table))
+            ).fetchall()
+            parts.extend(row[0] for row in rows)
+    return "\n".join(parts)
+
+
+def run_outputs(
+    process: subprocess.CompletedProcess[str], logs: Path, pg_url: str
+) -> dict[str, str]:
+    """Everything a run in `process` left to search for secrets: its stdout and stderr, the
+    compute logs under `logs` and the Dagster event storage at `pg_url`."""
+    return {
+        "stdout": process.stdout,
+        "stderr": process.stderr,
+        "compute logs": "\n".join(
+            p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()
+        ),
+        "event storage": event_storage_text(pg_url),
+    }

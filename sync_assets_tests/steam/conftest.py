@@ -8,7 +8,6 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
-from psycopg import sql
 
 from sync_assets.sandbox import steam as steam_sandbox
 from sync_assets.sandbox.server import SandboxServer
@@ -120,21 +119,4 @@ def failure_message(result: dg.ExecuteInJobResult, step: str = "steam_app_catalo
     while error is not None:
         parts.append(error.message)
         error = error.cause
-    return "\n".join(parts)
-
-
-def event_storage_text(pg_url: str) -> str:
-    """Every row of every table of a Dagster database, as text."""
-    url = "postgresql://" + pg_url.removeprefix("postgresql+psycopg2://")
-    parts = []
-    with psycopg.connect(url) as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-        ).fetchall()
-        for (table,) in tables:
-            rows = conn.execute(
-                sql.SQL("SELECT t::text FROM {} AS t").format(sql.Identifier(table))
-            ).fetchall()
-            parts.extend(row[0] for row in rows)
     return "\n".join(parts)

@@ -12,10 +12,10 @@ import requests
 from sync_assets.sandbox import steam as sandbox
 from sync_assets.steam.client import SteamApiResource
 from sync_assets_tests.conftest import create_database
+from sync_assets_tests.processes import event_storage_text
 from sync_assets_tests.steam.conftest import (
     catalog_metadata,
     configure,
-    event_storage_text,
     failure_message,
     query,
     sync,

@@ -14,29 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from sync_assets.sandbox import steam as sandbox
-from sync_assets_tests.steam.conftest import event_storage_text, query
+from sync_assets_tests.processes import run_outputs, secret_search_home
+from sync_assets_tests.steam.conftest import query
 
 REPO = Path(__file__).resolve().parents[2]
 STORE_LIST = sandbox.API_PREFIX + "/IStoreService/GetAppList/v1"
-
-
-def _dagster_home(tmp_path: Path, pg_url: str) -> tuple[Path, Path]:
-    home, logs = tmp_path / "dagster_home", tmp_path / "compute_logs"
-    home.mkdir()
-    config = {
-        "storage": {"postgres": {"postgres_url": pg_url}},
-        "compute_logs": {
-            "module": "dagster.core.storage.local_compute_log_manager",
-            "class": "LocalComputeLogManager",
-            "config": {"base_dir": str(logs)},
-        },
-        "python_logs": {"managed_python_loggers": ["urllib3"], "python_log_level": "DEBUG"},
-    }
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    return home, logs
 
 
 def test_no_key_leaks_from_a_retried_then_refused_app_list(
@@ -46,7 +29,7 @@ def test_no_key_leaks_from_a_retried_then_refused_app_list(
     steam.faults.add(path=STORE_LIST, kind="drop", skip=1, count=1)
     steam.faults.add(path=STORE_LIST, kind="status", status=500, count=1)
     steam.faults.add(path=STORE_LIST, kind="status", status=403, skip=1, count=1)
-    home, logs = _dagster_home(tmp_path, pg_instance.sync_assets_pg_url)
+    home, logs = secret_search_home(tmp_path, pg_instance.sync_assets_pg_url)
     run_config = {
         "execution": {"config": {"in_process": {}}},
         "resources": {"steam_api": {"config": {"page_size": 20, "backoff_factor": 0.01}}},
@@ -70,14 +53,8 @@ def test_no_key_leaks_from_a_retried_then_refused_app_list(
     assert json.loads(process.stdout.strip().splitlines()[-1])["success"] is False
     assert [r["status"] for r in steam.recorded(STORE_LIST)] == [200, 0, 500, 200, 403]
 
-    storage = event_storage_text(pg_instance.sync_assets_pg_url)
-    compute_logs = "\n".join(p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file())
-    searched = {
-        "stdout": process.stdout,
-        "stderr": process.stderr,
-        "compute logs": compute_logs,
-        "event storage": storage,
-    }
+    searched = run_outputs(process, logs, pg_instance.sync_assets_pg_url)
+    storage = searched["event storage"]
     key = sandbox.DEMO_API_KEY
     leaks = [
         where for where, text in searched.items() for form in (key, key.lower()) if form in text

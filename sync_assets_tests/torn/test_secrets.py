@@ -15,49 +15,13 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import psycopg
-import yaml
-from psycopg import sql
 
 from sync_assets.sandbox import torn as sandbox
+from sync_assets_tests.processes import run_outputs, secret_search_home
 from sync_assets_tests.torn.conftest import configure, query, seed
 
 REPO = Path(__file__).resolve().parents[2]
 USERS = 12
-
-
-def _dagster_home(tmp_path: Path, pg_url: str) -> tuple[Path, Path]:
-    home, logs = tmp_path / "dagster_home", tmp_path / "compute_logs"
-    home.mkdir()
-    config = {
-        "storage": {"postgres": {"postgres_url": pg_url}},
-        "compute_logs": {
-            "module": "dagster.core.storage.local_compute_log_manager",
-            "class": "LocalComputeLogManager",
-            "config": {"base_dir": str(logs)},
-        },
-        # urllib3's own lines (request URLs at DEBUG, retry warnings) go to the event log too.
-        "python_logs": {"managed_python_loggers": ["urllib3"], "python_log_level": "DEBUG"},
-    }
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    return home, logs
-
-
-def _event_storage_text(pg_url: str) -> str:
-    """Every row of every table of the Dagster database, as text."""
-    url = "postgresql://" + pg_url.removeprefix("postgresql+psycopg2://")
-    parts = []
-    with psycopg.connect(url) as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-        ).fetchall()
-        for (table,) in tables:
-            rows = conn.execute(
-                sql.SQL("SELECT t::text FROM {} AS t").format(sql.Identifier(table))
-            ).fetchall()
-            parts.extend(row[0] for row in rows)
-    return "\n".join(parts)
 
 
 def test_no_key_leaks_from_a_retrying_failing_run(torn, database_url, pg_instance, tmp_path):
@@ -75,7 +39,7 @@ def test_no_key_leaks_from_a_retrying_failing_run(torn, database_url, pg_instanc
             "8": "error:18",  # paused
         },
     )
-    home, logs = _dagster_home(tmp_path, pg_instance.sync_assets_pg_url)
+    home, logs = secret_search_home(tmp_path, pg_instance.sync_assets_pg_url)
     api = {"read_timeout": 0.4, "http_retries": 1, "error_retries": 1, "backoff_seconds": 0.01}
     run_config = {
         # In the run's own process (compute logs are captured for it all the same); one
@@ -104,14 +68,8 @@ def test_no_key_leaks_from_a_retrying_failing_run(torn, database_url, pg_instanc
     outcome = json.loads(process.stdout.strip().splitlines()[-1])
     assert outcome["success"] is False
 
-    storage = _event_storage_text(pg_instance.sync_assets_pg_url)
-    compute_logs = "\n".join(p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file())
-    searched = {
-        "stdout": process.stdout,
-        "stderr": process.stderr,
-        "compute logs": compute_logs,
-        "event storage": storage,
-    }
+    searched = run_outputs(process, logs, pg_instance.sync_assets_pg_url)
+    storage, compute_logs = searched["event storage"], searched["compute logs"]
     secrets = [sandbox.api_key_at(i) for i in range(USERS)]
     secrets += [sandbox.DEMO_ENCRYPTION_KEY, sandbox.DEMO_ENCRYPTION_KEY.upper()]
     leaks = [(where, s[:4]) for where, text in searched.items() for s in secrets if s in text]
