@@ -7,6 +7,7 @@ the run), and redacted once more here with every secret setting this process can
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 
 import dagster as dg
@@ -14,6 +15,7 @@ import requests
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.event_log.base import EventLogRecord, EventRecordsFilter
+from dagster._core.storage.tags import WILL_RETRY_TAG
 from dagster._utils.error import SerializableErrorInfo
 
 from sync_assets.core.http import ApiClient
@@ -40,7 +42,7 @@ SECRET_SETTINGS = (
     "AWS_SESSION_TOKEN",
 )
 SUMMARY_LIMIT = 400
-# Check failures older than this are not announced by a sensor that starts without a cursor.
+# Failures older than this are not announced by an alert sensor that starts without a cursor.
 FIRST_TICK_LOOKBACK_SECONDS = 3600
 RECORDS_PER_TICK = 200
 # Cursor key holding where the lookback started (the other keys are event types' storage ids).
@@ -146,25 +148,55 @@ def run_failure_text(
     return f":red_circle: {run.job_name} failed (run {run.run_id})\n{summary}\n{link}"
 
 
-@dg.run_failure_sensor(
+def run_failure_alert_text(
+    instance: dg.DagsterInstance, record: EventLogRecord, webhook: AlertWebhookResource
+) -> str | None:
+    """The alert a run's failure event deserves, or None when the run was deleted or will be
+    retried (run_retries starts it again: the last attempt's failure is the one announced)."""
+    entry = record.event_log_entry
+    run = instance.get_run_by_id(entry.run_id)
+    if run is None or run.tags.get(WILL_RETRY_TAG) == "true":
+        return None
+    message = entry.dagster_event.message if entry.dagster_event else None
+    return run_failure_text(
+        instance,
+        run,
+        fallback=message or "the run failed",
+        link=webhook.ui_link(f"runs/{run.run_id}"),
+    )
+
+
+def from_run_status_cursor(cursor: str | None) -> str | None:
+    """This sensor's cursor, also from the one it had as a Dagster run-failure sensor."""
+    state = json.loads(cursor) if cursor else None
+    if not isinstance(state, dict) or "record_id" not in state:
+        return cursor
+    # That cursor is the storage id of the last failure it announced: carrying it over keeps a
+    # deploy from announcing the lookback window's failures a second time.
+    return json.dumps({DagsterEventType.RUN_FAILURE.value: state["record_id"]})
+
+
+# A plain sensor rather than a run-failure sensor: that one moves its cursor past a run even
+# when the alert for it raised, so an outage of the webhook would lose the alert.
+@dg.sensor(
     name="run_failure_alert_sensor",
     description="Posts a failed run's job, id, error and link to ALERT_WEBHOOK_URL.",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )
 def run_failure_alert_sensor(
-    context: dg.RunFailureSensorContext, alert_webhook: AlertWebhookResource
-) -> None:
-    if not alert_webhook.configured():
-        return
-    run = context.dagster_run
-    text = run_failure_text(
-        context.instance,
-        run,
-        fallback=context.failure_event.message or "the run failed",
-        link=alert_webhook.ui_link(f"runs/{run.run_id}"),
+    context: dg.SensorEvaluationContext, alert_webhook: AlertWebhookResource
+) -> dg.SkipReason | None:
+    cursor = from_run_status_cursor(context.cursor)
+    if cursor != context.cursor:
+        context.update_cursor(cursor)
+    sent = send_unread_alerts(
+        context,
+        (DagsterEventType.RUN_FAILURE,),
+        lambda record: run_failure_alert_text(context.instance, record, alert_webhook),
+        alert_webhook,
     )
-    alert_webhook.send(text)
+    return None if sent else dg.SkipReason("no failed runs")
 
 
 def is_alerting_failure(evaluation: dg.AssetCheckEvaluation) -> bool:
@@ -225,28 +257,43 @@ def asset_path(key: dg.AssetKey) -> str:
 def check_failure_alert_sensor(
     context: dg.SensorEvaluationContext, alert_webhook: AlertWebhookResource
 ) -> dg.SkipReason | None:
+    sent = send_unread_alerts(
+        context, WATCHED_EVENTS, lambda record: alert_text_for(record, alert_webhook), alert_webhook
+    )
+    return None if sent else dg.SkipReason("no failed freshness or blocking checks")
+
+
+def send_unread_alerts(
+    context: dg.SensorEvaluationContext,
+    event_types: Sequence[DagsterEventType],
+    text_for: Callable[[EventLogRecord], str | None],
+    webhook: AlertWebhookResource,
+) -> int:
+    """Post the alerts of the records after the sensor's cursor, then move it; how many went out."""
     cursors = json.loads(context.cursor) if context.cursor else {}
     # Kept in the cursor: an event type without a storage id yet is read from here on every
     # tick, never from the beginning of history.
     since = cursors.setdefault(SINCE, time.time() - FIRST_TICK_LOOKBACK_SECONDS)
+    # Without a webhook the records are still read, so setting one later announces no backlog.
+    configured = webhook.configured()
     sent = 0
-    for event_type in WATCHED_EVENTS:
+    for event_type in event_types:
         records, start = unread_records(
             context.instance, event_type, cursors.get(event_type.value), since
         )
         for record in records:
-            text = alert_text_for(record, alert_webhook)
-            if text is not None and alert_webhook.configured():
-                alert_webhook.send(text)
+            text = text_for(record) if configured else None
+            if text is not None:
+                webhook.send(text)
                 sent += 1
         if records:
             start = records[-1].storage_id
         if start is not None:
-            # Moved only after every alert of the batch went out, so a webhook outage
-            # re-sends on the next tick instead of losing alerts.
+            # Moved only after every alert of the batch went out: a send that raises fails the
+            # tick, the daemon keeps the previous cursor, and the next tick sends them again.
             cursors[event_type.value] = start
         context.update_cursor(json.dumps(cursors, sort_keys=True))
-    return None if sent else dg.SkipReason("no failed freshness or blocking checks")
+    return sent
 
 
 def unread_records(

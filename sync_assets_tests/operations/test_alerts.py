@@ -9,7 +9,9 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+from dagster._core.definitions.run_status_sensor_definition import RunStatusSensorCursor
 from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.storage.event_log.base import EventRecordsFilter
 
 from sync_assets.operations import alerts as alerts_module
 from sync_assets.operations.alerts import (
@@ -35,31 +37,36 @@ def provider_job() -> None:
     call_provider()
 
 
-def fail_run(instance: dg.DagsterInstance) -> tuple[dg.DagsterRun, dg.DagsterEvent]:
+def fail_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
     result = provider_job.execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
-    run = instance.get_run_by_id(result.run_id)
-    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    return run, failure
+    return instance.get_run_by_id(result.run_id)
 
 
-def alert_for_run(instance: dg.DagsterInstance, run: dg.DagsterRun, event: dg.DagsterEvent) -> None:
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor",
-        dagster_event=event,
-        dagster_instance=instance,
-        dagster_run=run,
-        resources={"alert_webhook": AlertWebhookResource()},
-    ).for_run_failure()
-    run_failure_alert_sensor(context)
+def run_alert_context(
+    instance: dg.DagsterInstance, cursor: str | None, max_retries: int = 3
+) -> dg.SensorEvaluationContext:
+    webhook_resource = AlertWebhookResource(max_retries=max_retries)
+    return dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"alert_webhook": webhook_resource}
+    )
+
+
+def run_sensor_tick(
+    instance: dg.DagsterInstance, cursor: str | None
+) -> tuple[str | None, dg.SkipReason | None]:
+    context = run_alert_context(instance, cursor)
+    result = run_failure_alert_sensor(context)
+    return context.cursor, result
 
 
 def test_failed_run_posts_job_run_error_and_link(alerts, pg_instance, monkeypatch):
     monkeypatch.setenv("INTERNAL_API_KEY", LEAKED_KEY)
-    run, failure = fail_run(pg_instance)
+    run = fail_run(pg_instance)
 
-    alert_for_run(pg_instance, run, failure)
+    cursor, result = run_sensor_tick(pg_instance, None)
 
+    assert result is None
     (call,) = alerts.recorded(webhook.PREFIX)
     assert call["method"] == "POST" and call["status"] == 200
     assert call["headers"].get("content-type") == "application/json"
@@ -71,14 +78,96 @@ def test_failed_run_posts_job_run_error_and_link(alerts, pg_instance, monkeypatc
     assert LEAKED_KEY not in text and "[REDACTED]" in text
     assert webhook.ALERTS_PATH not in text
 
+    cursor_after, result = run_sensor_tick(pg_instance, cursor)
+    assert cursor_after == cursor and isinstance(result, dg.SkipReason)
+    assert len(alerts.recorded(webhook.PREFIX)) == 1
+
 
 def test_without_a_webhook_nothing_is_sent(alerts, pg_instance, monkeypatch):
     monkeypatch.delenv("ALERT_WEBHOOK_URL")
-    run, failure = fail_run(pg_instance)
+    fail_run(pg_instance)
 
-    alert_for_run(pg_instance, run, failure)
+    run_sensor_tick(pg_instance, None)
 
     assert alerts.recorded() == []
+
+
+def test_a_run_failure_is_alerted_once_the_webhook_is_back(alerts, pg_instance):
+    alerts.faults.add(path=webhook.PREFIX, kind="status", status=500, count=-1)
+    run = fail_run(pg_instance)
+
+    # One retry: two refused attempts, then the send gives up and the tick fails.
+    context = run_alert_context(pg_instance, None, max_retries=1)
+    with pytest.raises(AlertDeliveryError, match="answered HTTP 500"):
+        run_failure_alert_sensor(context)
+    assert [c["status"] for c in alerts.recorded(webhook.PREFIX)] == [500, 500]
+
+    # The daemon keeps the cursor the failed tick started from (no cursor here).
+    alerts.faults.clear()
+    assert context.cursor is None
+    cursor, result = run_sensor_tick(pg_instance, context.cursor)
+
+    assert result is None
+    delivered = [c for c in alerts.recorded(webhook.PREFIX) if c["status"] == 200]
+    (call,) = delivered
+    assert run.run_id in json.loads(call["body"])["text"]
+
+    cursor_after, result = run_sensor_tick(pg_instance, cursor)
+    assert isinstance(result, dg.SkipReason) and cursor_after == cursor
+    assert len(alerts.recorded(webhook.PREFIX)) == 3
+
+
+def report_run_failure(
+    instance: dg.DagsterInstance, message: str, age_seconds: float, tags: dict | None = None
+) -> dg.DagsterRun:
+    """A run of provider_job marked failed (as a dead worker's run is) `age_seconds` ago."""
+    run = instance.create_run_for_job(provider_job, tags=tags)
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.RUN_FAILURE.value,
+        job_name=run.job_name,
+        message=message,
+    )
+    instance.report_dagster_event(event, run_id=run.run_id, timestamp=time.time() - age_seconds)
+    return run
+
+
+def test_a_first_tick_announces_only_failed_runs_of_the_lookback(alerts, pg_instance):
+    old = report_run_failure(pg_instance, "worker lost long ago", FIRST_TICK_LOOKBACK_SECONDS + 600)
+
+    cursor, result = run_sensor_tick(pg_instance, None)
+    assert isinstance(result, dg.SkipReason) and alerts.recorded() == []
+    assert pg_instance.get_run_by_id(old.run_id).status == dg.DagsterRunStatus.FAILURE
+
+    recent = report_run_failure(pg_instance, "the run worker exited", 60)
+    run_sensor_tick(pg_instance, cursor)
+
+    (text,) = posted_texts(alerts)
+    assert f"provider_job failed (run {recent.run_id})\nthe run worker exited\n" in text
+    assert old.run_id not in text
+
+
+def test_a_failure_that_run_retries_will_retry_is_left_to_the_last_attempt(alerts, pg_instance):
+    report_run_failure(pg_instance, "worker lost, retrying", 60, {"dagster/will_retry": "true"})
+    last = report_run_failure(pg_instance, "worker lost again", 30)
+    run_sensor_tick(pg_instance, None)
+    (text,) = posted_texts(alerts)
+    assert last.run_id in text and "worker lost again" in text
+
+
+def test_the_cursor_of_the_former_run_failure_sensor_is_carried_over(alerts, pg_instance):
+    announced = fail_run(pg_instance)
+    (record,) = pg_instance.event_log_storage.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.RUN_FAILURE), limit=1
+    )
+    assert record.event_log_entry.run_id == announced.run_id
+    former = RunStatusSensorCursor(record_id=record.storage_id, record_timestamp="x").to_json()
+    unannounced = fail_run(pg_instance)
+
+    cursor, _ = run_sensor_tick(pg_instance, former)
+
+    (text,) = posted_texts(alerts)
+    assert unannounced.run_id in text
+    assert "record_id" not in json.loads(cursor)
 
 
 def test_a_refusing_webhook_is_an_error_that_does_not_show_its_url(alerts):
