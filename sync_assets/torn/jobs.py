@@ -18,17 +18,6 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.CANCELING,
 ]
 
-user_sync_job = dg.define_asset_job(
-    JOB_NAME,
-    selection=dg.AssetSelection.assets(user_data),
-    description="Fetch every user's Torn profile with the user's own key into torn.user_data.",
-    tags={
-        "sync_assets/domain": "torn",
-        # Run monitoring ends a hung sync (it replaces the old worker's force-unlock).
-        "dagster/max_runtime": str(DEFAULT_MAX_RUNTIME_SECONDS),
-    },
-)
-
 
 def max_runtime_seconds() -> int:
     """`USER_SYNC_MAX_RUNTIME_SECONDS` (default 600): a sync running longer is ended."""
@@ -40,6 +29,27 @@ def max_runtime_seconds() -> int:
     if seconds < 1:
         raise ValueError(f"{MAX_RUNTIME_SETTING} must be at least 1 second, got {seconds}")
     return seconds
+
+
+def _max_runtime_or_default() -> int:
+    """The setting, or the default while it is invalid (each schedule tick then says why)."""
+    try:
+        return max_runtime_seconds()
+    except ValueError:
+        return DEFAULT_MAX_RUNTIME_SECONDS
+
+
+user_sync_job = dg.define_asset_job(
+    JOB_NAME,
+    selection=dg.AssetSelection.assets(user_data),
+    description="Fetch every user's Torn profile with the user's own key into torn.user_data.",
+    tags={
+        "sync_assets/domain": "torn",
+        # Run monitoring ends a hung sync (it replaces the old worker's force-unlock). Read when
+        # the code location loads, so a run launched from the UI is bounded as a scheduled one.
+        "dagster/max_runtime": str(_max_runtime_or_default()),
+    },
+)
 
 
 def syncs_in_flight(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:

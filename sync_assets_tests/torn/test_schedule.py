@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -104,6 +107,25 @@ def test_a_tick_requests_a_run_with_the_configured_max_runtime(instance, monkeyp
     assert request.tags["dagster/max_runtime"] == "600"
     monkeypatch.setenv("USER_SYNC_MAX_RUNTIME_SECONDS", "120")
     assert _tick(instance).tags["dagster/max_runtime"] == "120"
+
+
+@pytest.mark.parametrize(("setting", "tag"), [("900", "900"), ("ten minutes", "600")])
+def test_a_run_launched_from_the_ui_carries_the_configured_max_runtime(setting, tag) -> None:
+    """The job's own tag is read when the code location loads (an invalid value: the default,
+    and every schedule tick fails naming the setting)."""
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from sync_assets.torn.jobs import user_sync_job;"
+            " print(user_sync_job.tags['dagster/max_runtime'])",
+        ],
+        env={**os.environ, "USER_SYNC_MAX_RUNTIME_SECONDS": setting},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == tag
 
 
 def test_a_tick_while_a_sync_runs_is_skipped(torn, database_url, instance) -> None:
