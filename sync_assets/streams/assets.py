@@ -16,7 +16,13 @@ from sync_assets.core.redaction import redact
 from sync_assets.core.storage import ObjectStorageResource
 from sync_assets.streams import models
 from sync_assets.streams.models import DataModel, ModelDefinitionError
-from sync_assets.streams.storage import Buckets, SourceMissingError, fsync_file, temp_dir
+from sync_assets.streams.storage import (
+    Buckets,
+    SourceChangedError,
+    SourceMissingError,
+    fsync_file,
+    temp_dir,
+)
 from sync_assets.streams.transform import (
     EngineSettings,
     SourceError,
@@ -121,6 +127,9 @@ def sync_model(
         key = buckets.parquet_key(model.id)
         if cleared := buckets.clear_leftovers(model.id):
             log(f"removed {cleared} staging leftover(s) of an earlier run that did not finish")
+        # The size, the checksum, the header and DuckDB's scan each open the source: an object
+        # replaced meanwhile (new columns, new rows) would give a file no version of it matches.
+        version = buckets.fingerprint(model.source_uri)
         source_size = buckets.size(model.source_uri)
         # The checksum decides a skip only when one is possible (same mapping, same size, the
         # file still there); otherwise it is computed alongside the transform, not before it.
@@ -176,6 +185,11 @@ def sync_model(
                 )
                 if pending is not None:
                     checksum, source_bytes = pending.result()
+                if buckets.fingerprint(model.source_uri) != version:
+                    raise SourceChangedError(
+                        f"source {model.source_uri!r} of data model {model.id!r} changed while it"
+                        " was read; nothing was published (the retry reads the new version)"
+                    )
                 fsync_file(result.output)
                 size = result.output.stat().st_size
                 uri = buckets.publish(model.id, result.output)

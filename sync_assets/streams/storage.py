@@ -38,6 +38,10 @@ class SourceMissingError(FileNotFoundError):
     """The model's source object does not exist."""
 
 
+class SourceChangedError(RuntimeError):
+    """The source object was replaced or written to while it was read: a retry reads it anew."""
+
+
 @dataclass
 class Buckets:
     """One run's view of object storage."""

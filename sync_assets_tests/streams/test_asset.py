@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -244,3 +245,41 @@ def test_a_remote_object_store_through_fsspec(streams, instance, monkeypatch) ->
     result = streams.materialize("people", instance, raise_on_error=False)
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "'sources/people.csv' does not exist" in failure.step_failure_data.error.message
+
+
+def test_a_source_replaced_while_it_is_read_is_not_published(
+    streams, instance, monkeypatch
+) -> None:
+    """Another client replaces the object between the header read and the end of the scan."""
+    from sync_assets.streams import assets
+
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    streams.materialize("people", instance)
+    before = streams.parquet("people").read_bytes()
+    # The same rows with a column put in front of `name`: positions read from the old header
+    # would map the surnames as names.
+    wider = "".join(
+        line.replace(",", ",surname," if i == 0 else ",x,", 1) + "\n"
+        for i, line in enumerate(CSV.splitlines())
+    )
+    real_transform = assets.transform
+    replaced = []
+
+    def transform_then_replace(*args, **kwargs):
+        result = real_transform(*args, **kwargs)
+        if not replaced:  # the first attempt only: the retry reads the new version whole
+            time.sleep(0.01)  # a later mtime on file systems with coarse timestamps
+            streams.write("sources/people.csv", wider)
+            replaced.append(True)
+        return result
+
+    monkeypatch.setattr(assets, "transform", transform_then_replace)
+    result = streams.materialize("people", instance, raise_on_error=False, config={"force": True})
+    retries = result.filter_events(lambda e: e.event_type_value == "STEP_UP_FOR_RETRY")
+    assert len(retries) == 1 and "changed while it was read" in str(retries[0].event_specific_data)
+    assert result.success and metadata_of(result)["source_bytes"] == len(wider)
+    # Read by the new header: the names are still the names (the old positions would give "x").
+    names = sorted((r["name"] or "") for r in streams.rows("people"))
+    assert names == sorted(r["name"] or "" for r in pq.read_table(io.BytesIO(before)).to_pylist())
+    assert "x" not in names
