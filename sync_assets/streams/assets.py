@@ -129,8 +129,7 @@ def sync_model(
             log(f"removed {cleared} staging leftover(s) of an earlier run that did not finish")
         # The size, the checksum, the header and DuckDB's scan each open the source: an object
         # replaced meanwhile (new columns, new rows) would give a file no version of it matches.
-        version = buckets.fingerprint(model.source_uri)
-        source_size = buckets.size(model.source_uri)
+        source_size, version = buckets.version(model.source_uri)
         # The checksum decides a skip only when one is possible (same mapping, same size, the
         # file still there); otherwise it is computed alongside the transform, not before it.
         may_skip = (

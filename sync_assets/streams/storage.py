@@ -32,6 +32,7 @@ STREAMS_BUCKET = "streams"
 STAGING = ".staging"
 STAGING_KEY = f"{STREAMS_BUCKET}/{STAGING}"  # where outputs wait to be published
 CHUNK = 8 * 1024 * 1024
+HEAD_BLOCK = 1024 * 1024
 
 
 class SourceMissingError(FileNotFoundError):
@@ -82,21 +83,22 @@ class Buckets:
         self.fs.invalidate_cache(path)
         return path
 
-    def fingerprint(self, key: str) -> str | None:
-        """A cheap version marker of an object (size, mtime or ETag); None when it is absent."""
+    def version(self, key: str) -> tuple[int, str]:
+        """The object's size and a cheap version marker of it (size with the ETag or mtime), from
+        one look; SourceMissingError when it does not exist."""
         try:
             info = self.fs.info(self._fresh(key))
         except FileNotFoundError:
-            return None
-        marker = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
-        return f"{info.get('size')}:{marker}"
-
-    def size(self, key: str) -> int:
-        """The object's size in bytes; SourceMissingError when it does not exist."""
-        try:
-            return int(self.fs.size(self._fresh(key)))
-        except FileNotFoundError:
             raise SourceMissingError(f"source object {key!r} does not exist") from None
+        marker = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
+        return int(info["size"]), f"{info['size']}:{marker}"
+
+    def fingerprint(self, key: str) -> str | None:
+        """The version marker of an object (see `version`); None when it is absent."""
+        try:
+            return self.version(key)[1]
+        except SourceMissingError:
+            return None
 
     def checksum(self, key: str) -> tuple[str, int]:
         """XXH3-128 (hex) and size of an object, read in 8 MB chunks (memory does not grow).
@@ -120,7 +122,9 @@ class Buckets:
         return digest.hexdigest(), size
 
     def opener(self, key: str) -> Callable[[], IO[bytes]]:
-        return lambda: self.fs.open(self._fresh(key), "rb")
+        """Opens `key` for the small reads before a transform (first bytes, header, footer): s3fs
+        would otherwise fetch a 50 MB block ahead of each of them."""
+        return lambda: self.fs.open(self._fresh(key), "rb", block_size=HEAD_BLOCK)
 
     def duckdb_path(self, key: str) -> tuple[str, Any]:
         """What DuckDB opens for `key`, and the fsspec filesystem to register (None: local)."""
