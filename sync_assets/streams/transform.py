@@ -356,8 +356,40 @@ QUOTED_VALUE = re.compile(r'value ".*" is not valid', re.DOTALL)  # Parquet's no
 
 def _csv_header(
     model: DataModel, open_source: Callable[[], IO[bytes]], compression: str
+) -> tuple[list[str] | None, str]:
+    """The header record of a CSV (None for an empty file) and the CSV's delimiter.
+
+    Comma-separated as RFC 4180 says, unless the header read that way lacks a mapped column
+    and read with `;` (spreadsheets in locales that write decimal commas), a tab or `|` it has
+    every one: such files are read with that delimiter instead of failing.
+    """
+    try:
+        header = _first_record(model, open_source, compression, ",")
+    except SourceError as error:
+        header, failure = None, error
+    else:
+        failure = None
+        if header is None or all(m.source in header for m in model.mappings):
+            return header, ","
+    for delimiter in OTHER_DELIMITERS:
+        try:
+            other = _first_record(model, open_source, compression, delimiter)
+        except SourceError:
+            continue
+        if other and len(other) > 1 and all(m.source in other for m in model.mappings):
+            return other, delimiter
+    if failure is not None:
+        raise failure
+    return header, ","
+
+
+OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def _first_record(
+    model: DataModel, open_source: Callable[[], IO[bytes]], compression: str, delimiter: str
 ) -> list[str] | None:
-    """The header record of a CSV (None for an empty file), read without loading the file.
+    """The first record read with `delimiter`, without loading the file (None when empty).
 
     Only the header's own bytes must be UTF-8 here: undecodable bytes are kept as escapes, so a
     bad byte in a row that shares the first buffer is left to DuckDB, which names its line.
@@ -368,7 +400,7 @@ def _csv_header(
         try:
             # Strict: a quote that never closes, or text after a closing quote, is an error
             # here (DuckDB would read no rows after such a header and report nothing).
-            records = csv.reader(text, strict=True)
+            records = csv.reader(text, strict=True, delimiter=delimiter)
             header = next(records, None)
             if header == [] and next((r for r in records if r), None) is None:
                 header = None  # blank lines only: as empty as an empty file
@@ -448,7 +480,7 @@ def _inspect(
     fmt = model.source_format
     compression = _compression(model, open_source) if fmt != "parquet" else "none"
     if fmt == "csv":
-        header = _csv_header(model, open_source, compression)
+        header, delimiter = _csv_header(model, open_source, compression)
         if header is None:
             return _Source("", {}, {}, {}, [], empty=True)
         positions: dict[str, int] = {}
@@ -459,7 +491,7 @@ def _inspect(
         # Positional names: the header's text never appears in SQL.
         columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
         reader = (
-            "read_csv($path, header = true, auto_detect = false, delim = ',', quote = '\"',"
+            "read_csv($path, header = true, auto_detect = false, delim = $delim, quote = '\"',"
             " escape = '\"', strict_mode = true, null_padding = false, columns = $columns,"
             f" compression = '{compression}')"
         )
@@ -467,7 +499,7 @@ def _inspect(
         typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
         return _Source(
             reader,
-            {"path": path, "columns": columns},
+            {"path": path, "columns": columns, "delim": delimiter},
             raw,
             typed,
             [m for m in model.mappings if m.type != "text"],

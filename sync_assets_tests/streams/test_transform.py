@@ -511,6 +511,41 @@ def test_a_mapped_column_the_source_lacks_names_the_model_and_column(tmp_path: P
         run(tmp_path, fmt, content, fields)
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_a_csv_with_another_delimiter_is_read_with_it(tmp_path: Path, delimiter: str) -> None:
+    """Spreadsheets export `;` where the decimal mark is a comma; tabs and pipes are common too."""
+    comma = run(tmp_path, "csv", CSV)
+    rows = [
+        ["id", "name", "amount", "active", "day", "at"],
+        ["1", "Ann", "1.50", "true", "2024-01-02", "2024-01-02T03:04:05Z"],
+        [
+            "2",
+            f'Bo, "the"{delimiter} builder',
+            "-0.25",
+            "false",
+            "2024-02-29",
+            "2024-02-29T22:59:59.5Z",
+        ],
+        ["3", "", "", "", "", ""],
+    ]
+    quoted = [[f'"{v}"' if v and not v.isalnum() else v for v in row] for row in rows]
+    text = "".join(delimiter.join(row) + "\n" for row in quoted)
+    other = run(tmp_path, "csv", text.replace('"the"', '""the""'))
+    assert (other.rows_read, other.rows_rejected) == (3, 0)
+    assert read(other)[1]["name"] == f'Bo, "the"{delimiter} builder'
+    assert [r["$_ref"] for r in read(other)][::2] == [r["$_ref"] for r in read(comma)][::2]
+
+
+def test_commas_stay_unless_another_delimiter_gives_every_mapped_column(tmp_path: Path) -> None:
+    fields = mappings([("id", "integer"), ("name", "text")])
+    with pytest.raises(SourceError, match=r"source column 'id'.*columns: 'id;nom'"):
+        run(tmp_path, "csv", "id;nom\n1;a\n", fields)  # `;` splits it, yet 'name' is not there
+    result = run(tmp_path, "csv", "id,name;x\n1,a;b\n", fields[:1])
+    assert read(result)[0]["id"] == 1  # read with commas: the mapped column is there
+    with pytest.raises(SourceError, match=r"Expected Number of Columns: 2 Found: 3"):
+        run(tmp_path, "csv", "id;name\n1;a;b\n", fields)  # a ragged `;` file fails as one
+
+
 @pytest.mark.parametrize(("fmt", "content"), [("ndjson", "{}\n{}\n"), ("json", "[{}, {}]")])
 def test_objects_without_any_key_lack_the_mapped_column(tmp_path: Path, fmt, content) -> None:
     """Records that are objects, just empty ones, are not called 'not objects'."""
