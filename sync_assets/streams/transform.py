@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from sync_assets.core.analytics import duckdb_connection, ident, literal
 from sync_assets.core.redaction import redact
 from sync_assets.streams.models import REF_COLUMN, DataModel, FieldMapping
+from sync_assets.streams.source_errors import duckdb_message
 
 DUCKDB_TYPES = {
     "integer": "BIGINT",
@@ -323,37 +324,6 @@ class _Source:
     raw_is_text: bool = True  # the raw columns are the source's text (CSV, JSON), not typed
 
 
-def _duckdb_message(exc: BaseException) -> str:
-    """DuckDB's error without the source row it quotes, its advice and its option dump.
-
-    The row is the user's data (it may hold anything) and stays out of logs and run records;
-    the line number DuckDB gives is enough to find it.
-    """
-    text = str(exc)
-    for marker in ADVICE_MARKERS:
-        text = text.split(marker, 1)[0]
-    head, quoted, rest = text.partition("Original Line:")
-    if quoted:
-        # The quoted row may run over many lines (a quote that never closes takes the rest of
-        # the file with it); DuckDB's reason comes after it, on the last line.
-        reason = next((line.strip() for line in reversed(rest.splitlines()[1:]) if line), "")
-        if not reason.startswith(CSV_REASONS):
-            reason = "the row does not follow the CSV format"
-        text = f"{head} {reason}"
-    text = QUOTED_VALUE.sub("a value is not valid", text)
-    return redact(" ".join(text.split())[:600])
-
-
-ADVICE_MARKERS = ("Possible fixes", "Possible Solution", "\n  file =", "\nLINE ")
-CSV_REASONS = (
-    "Expected Number of Columns",
-    "Value with unterminated quote",
-    "Invalid unicode",
-    "Maximum line size",
-)
-QUOTED_VALUE = re.compile(r'value ".*" is not valid', re.DOTALL)  # Parquet's non-UTF-8 bytes
-
-
 def _csv_header(
     model: DataModel, open_source: Callable[[], IO[bytes]], compression: str
 ) -> tuple[list[str] | None, str]:
@@ -492,7 +462,8 @@ def _inspect(
         columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
         reader = (
             "read_csv($path, header = true, auto_detect = false, delim = $delim, quote = '\"',"
-            " escape = '\"', strict_mode = true, null_padding = false, columns = $columns,"
+            " escape = '\"', strict_mode = true, null_padding = false, allow_quoted_nulls = false,"
+            " columns = $columns,"
             f" compression = '{compression}')"
         )
         raw = {m.target: f"c{positions[m.source]}" for m in model.mappings}
@@ -511,6 +482,10 @@ def _inspect(
         objects = f"read_json_objects($path, {options}) AS t(value)"
         try:
             names = [row[0] for row in _describe(con, probe, {"path": path})]
+            if any(m.source not in names for m in model.mappings):
+                # A key that first appears after DuckDB's sample: look at every record once.
+                full = f"read_json($path, {options}, records = true, sample_size = -1)"
+                names = [row[0] for row in _describe(con, full, {"path": path})]
         except duckdb.BinderException as exc:
             if "expected records" not in str(exc):
                 raise
@@ -527,10 +502,6 @@ def _inspect(
             raise SourceError(
                 f"data model {model.id!r}: the {fmt} source holds values that are not objects"
             ) from None
-        if any(m.source not in names for m in model.mappings):
-            # A key that first appears after DuckDB's sample: look at every record once.
-            full = f"read_json($path, {options}, records = true, sample_size = -1)"
-            names = [row[0] for row in _describe(con, full, {"path": path})]
         if any(m.source not in names for m in model.mappings):
             # DuckDB names columns case-insensitively ('Id' and 'id' become 'Id' and 'id_1'),
             # while the read below matches keys exactly: the keys themselves decide.
@@ -571,7 +542,13 @@ def _inspect(
     column = {
         name: (ident(row[0]), str(row[1])) for name, row in zip(names, described, strict=True)
     }
-    raw = {m.target: column[m.source][0] for m in model.mappings}
+    raw = {
+        # An empty string is no value for a typed field, as in the other formats.
+        m.target: f"NULLIF({column[m.source][0]}, '')"
+        if m.type != "text" and column[m.source][1] == "VARCHAR"
+        else column[m.source][0]
+        for m in model.mappings
+    }
     typed = {
         m.target: _from_typed(m.type, raw[m.target], column[m.source][1]) for m in model.mappings
     }
@@ -641,7 +618,7 @@ def transform(
         except duckdb.Error as exc:
             raise SourceError(
                 f"data model {model.id!r}: cannot read the {model.source_format} source "
-                f"{model.source_uri!r}: {_duckdb_message(exc)}"
+                f"{model.source_uri!r}: {duckdb_message(exc, path)}"
             ) from None
     result = TransformResult(
         output, written + rejected, written, rejected, samples, time.monotonic() - started
@@ -681,7 +658,7 @@ def _copy(
     )
     inner = f"SELECT {typed_cols}{', ' + raws if raws else ''} FROM {source.reader}"  # noqa: S608
     checks = " OR ".join(
-        f"(r{position[m.target]} IS NOT NULL AND t{position[m.target]} IS NULL)"
+        _rejected_sql(source, f"r{position[m.target]}", f"t{position[m.target]} IS NULL")
         for m in source.rejectable
     )
     outputs = [f"t{i} AS {ident(m.target)}" for i, m in enumerate(model.mappings)]
@@ -714,6 +691,15 @@ def _copy(
     return written, total - written
 
 
+def _rejected_sql(source: _Source, raw: str, failed: str) -> str:
+    """A row's value was given but did not cast. An empty text is no value for a typed field:
+    a CSV's `""` is an empty string for text fields only (PostgreSQL and BigQuery write NULL
+    as an empty field and an empty string as `""`). Tested only where the cast failed."""
+    if source.raw_is_text:
+        return f"({failed} AND {raw} IS NOT NULL AND {raw} <> '')"
+    return f"({raw} IS NOT NULL AND {failed})"
+
+
 def _scanned_rows(profile: str) -> int | None:
     """The rows the plan's one table scan emitted, from DuckDB's JSON profile (None if absent)."""
     try:
@@ -740,7 +726,9 @@ def _samples(con: duckdb.DuckDBPyConnection, source: _Source) -> list[dict[str, 
     for index, mapping in enumerate(source.rejectable):
         columns.append(f"CAST({source.raw[mapping.target]} AS VARCHAR) AS r{index}")
         columns.append(f"{source.typed[mapping.target]} IS NULL AS f{index}")
-    checks = " OR ".join(f"(r{i} IS NOT NULL AND f{i})" for i in range(len(source.rejectable)))
+    checks = " OR ".join(
+        _rejected_sql(source, f"r{i}", f"f{i}") for i in range(len(source.rejectable))
+    )
     rows = con.execute(
         f"SELECT * FROM (SELECT {', '.join(columns)} FROM {source.reader})"  # noqa: S608
         f" WHERE {checks} LIMIT {SAMPLE_SIZE}",
@@ -750,7 +738,7 @@ def _samples(con: duckdb.DuckDBPyConnection, source: _Source) -> list[dict[str, 
     for row in rows:
         for index, mapping in enumerate(source.rejectable):
             value, failed = row[2 * index], row[2 * index + 1]
-            if value is not None and failed:
+            if value not in (None, "") and failed:
                 samples.append(
                     {
                         "field": mapping.target,

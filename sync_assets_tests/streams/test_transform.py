@@ -131,6 +131,24 @@ def test_every_format_gives_the_same_typed_rows_and_refs(tmp_path: Path) -> None
     assert len(set(outputs["csv"])) == 3
 
 
+def test_a_quoted_empty_csv_field_is_an_empty_string_for_text_only(tmp_path: Path) -> None:
+    """PostgreSQL's and BigQuery's CSV write NULL as an empty field and '' as `""`."""
+    fields = mappings([("id", "integer"), ("name", "text"), ("amount", "number"), ("day", "date")])
+    csv_rows = read(run(tmp_path, "csv", 'id,name,amount,day\n1,"","",""\n2,,,\n', fields))
+    expected = [("", None, None), (None, None, None)]
+    assert [(r["name"], r["amount"], r["day"]) for r in csv_rows] == expected
+    records = [
+        {"id": 1, "name": "", "amount": "", "day": ""},
+        {"id": 2, "name": None, "amount": None, "day": None},
+    ]
+    ndjson = run(tmp_path, "ndjson", "\n".join(json.dumps(r) for r in records), fields)
+    parquet = run(tmp_path, "parquet", parquet_bytes(records), fields)
+    assert ndjson.rows_rejected == parquet.rows_rejected == 0
+    refs = [r["$_ref"] for r in csv_rows]
+    assert refs == [r["$_ref"] for r in read(ndjson)] == [r["$_ref"] for r in read(parquet)]
+    assert refs[0] == ref_hash([1, "", None, None], ["integer", "text", "number", "date"])
+
+
 def test_ref_does_not_depend_on_row_order_or_reruns(tmp_path: Path) -> None:
     rows = [{"k": i, "v": f"value {i}"} for i in range(500)]
     fields = mappings([("k", "integer"), ("v", "text")])
@@ -599,8 +617,39 @@ def test_a_row_that_is_not_utf8_is_named_by_line_and_not_quoted(tmp_path: Path) 
         ("csv", 'id,"na"me\n1,a\n', "cannot be read: ',' expected after"),
         ("csv", 'id,"name\n1,secret-value\n', "cannot be read: unexpected end of data"),
         ("csv", b"id,n\xe9\n1,a\n", "the header of the CSV source 'sources/m1.csv' cannot be"),
-        ("ndjson", '{"id": 1, "name": "a"}\n{"id": 2, "na', "Malformed JSON"),
-        ("json", '[{"id": 1, "name": "a"}, {"id": ', "Malformed JSON"),
+        ("ndjson", '{"id": 1, "name": "a"}\n{"id": 2, "na', "malformed JSON in record 2"),
+        ("json", '[{"id": 1, "name": "a"}, {"id": ', "malformed JSON in record 2"),
+        # DuckDB numbers a malformed record one past its place, and quotes JSON records.
+        (
+            "ndjson",
+            '{"id": 1, "name": "a"}\n\n{"id": 2, "name": "secret-value" x}\n{"id": 3}\n',
+            "malformed JSON in record 2 (at its byte 34): unexpected character",
+        ),
+        (
+            "json",
+            '[{"id": 1, "name": "a"},\n {"id": 2, "name": "secret-value" x}]',
+            "malformed JSON in record 2",
+        ),
+        (
+            "ndjson",
+            '{"id": 1, "name": "secret-value", "name": "b"}\n',
+            'record 1 is an object with the key "name" twice',
+        ),
+        (
+            "ndjson",
+            "".join(f'{{"id": {i}, "name": "a"}}\n' for i in range(30_000)) + '"secret-value"\n',
+            "record 30001 is a string, not an object",
+        ),
+        (
+            "json",
+            "[" + ", ".join(f'{{"id": {i}, "name": "a"}}' for i in range(30_000)) + ', ["secret"]]',
+            "record 30001 is an array, not an object",
+        ),
+        (  # a mapped key missing from DuckDB's sample: every record is looked at first
+            "json",
+            "[" + ", ".join(f'{{"id": {i}}}' for i in range(30_000)) + ', ["secret-value"]]',
+            "the json source holds values that are not objects",
+        ),
         ("json", '{"id": 1, "name": "a"}', "Expected top-level JSON array"),
         ("json", '[{"id": 1, "name": "a"}, 5]', "values that are not objects"),
         ("parquet", "id,name\n1,a\n", "No magic bytes"),
@@ -611,7 +660,8 @@ def test_malformed_sources_fail_with_the_reason(tmp_path: Path, fmt, content, re
     with pytest.raises(SourceError, match=r"data model 'm1'") as caught:
         run(tmp_path, fmt, content, fields)
     assert reason in str(caught.value)
-    assert "secret-value" not in str(caught.value)  # a header error never quotes the rows
+    assert "secret-value" not in str(caught.value)  # no error quotes the rows
+    assert str(tmp_path) not in str(caught.value) and "Try setting" not in str(caught.value)
 
 
 def test_parquet_text_that_is_not_utf8_fails_without_quoting_it(tmp_path: Path) -> None:
