@@ -17,6 +17,11 @@ import duckdb
 
 from sync_assets.core.redaction import redact
 
+
+class SourceError(RuntimeError):
+    """The source cannot be read as its declared format, or lacks a mapped column."""
+
+
 ADVICE_MARKERS = (
     "Possible fixes",
     "Possible Solution",

@@ -16,13 +16,9 @@ integer. `ref_hash` below is the reference implementation for consumers.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import gzip
 import hashlib
-import io
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -35,8 +31,9 @@ import pyarrow.parquet as pq
 
 from sync_assets.core.analytics import duckdb_connection, ident, literal
 from sync_assets.core.redaction import redact
+from sync_assets.streams.csv_layout import read_csv_layout
 from sync_assets.streams.models import REF_COLUMN, DataModel, FieldMapping
-from sync_assets.streams.source_errors import duckdb_message
+from sync_assets.streams.source_errors import SourceError, duckdb_message
 
 DUCKDB_TYPES = {
     "integer": "BIGINT",
@@ -94,10 +91,6 @@ def parquet_options(version: str = "v2") -> str:
 
 NULL_MARK, SEPARATOR = "\x1e", "\x1f"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-class SourceError(RuntimeError):
-    """The source cannot be read as its declared format, or lacks a mapped column."""
 
 
 class TooManyRejectedError(RuntimeError):
@@ -324,67 +317,6 @@ class _Source:
     raw_is_text: bool = True  # the raw columns are the source's text (CSV, JSON), not typed
 
 
-def _csv_header(
-    model: DataModel, open_source: Callable[[], IO[bytes]], compression: str
-) -> tuple[list[str] | None, str]:
-    """The header record of a CSV (None for an empty file) and the CSV's delimiter.
-
-    Comma-separated as RFC 4180 says, unless the header read that way lacks a mapped column
-    and read with `;` (spreadsheets in locales that write decimal commas), a tab or `|` it has
-    every one: such files are read with that delimiter instead of failing.
-    """
-    try:
-        header = _first_record(model, open_source, compression, ",")
-    except SourceError as error:
-        header, failure = None, error
-    else:
-        failure = None
-        if header is None or all(m.source in header for m in model.mappings):
-            return header, ","
-    for delimiter in OTHER_DELIMITERS:
-        try:
-            other = _first_record(model, open_source, compression, delimiter)
-        except SourceError:
-            continue
-        if other and len(other) > 1 and all(m.source in other for m in model.mappings):
-            return other, delimiter
-    if failure is not None:
-        raise failure
-    return header, ","
-
-
-OTHER_DELIMITERS = (";", "\t", "|")
-
-
-def _first_record(
-    model: DataModel, open_source: Callable[[], IO[bytes]], compression: str, delimiter: str
-) -> list[str] | None:
-    """The first record read with `delimiter`, without loading the file (None when empty).
-
-    Only the header's own bytes must be UTF-8 here: undecodable bytes are kept as escapes, so a
-    bad byte in a row that shares the first buffer is left to DuckDB, which names its line.
-    """
-    with open_source() as raw:
-        stream = gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        try:
-            # Strict: a quote that never closes, or text after a closing quote, is an error
-            # here (DuckDB would read no rows after such a header and report nothing).
-            records = csv.reader(text, strict=True, delimiter=delimiter)
-            header = next(records, None)
-            if header == [] and next((r for r in records if r), None) is None:
-                header = None  # blank lines only: as empty as an empty file
-        except csv.Error as exc:
-            raise _header_error(model, str(exc)) from None
-        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-            raise _header_error(model, f"it is not readable gzip ({exc})") from None
-    if header and any(UNDECODABLE.search(name) for name in header):
-        raise _header_error(model, "it is not UTF-8 text")
-    return header
-
-
-UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that `surrogateescape` could not decode
-
 # The first bytes of compressed files, as people upload them (gzip is read; the others are named).
 MAGIC_NUMBERS = (
     (b"\x1f\x8b", "gzip"),
@@ -406,13 +338,6 @@ def _compression(model: DataModel, open_source: Callable[[], IO[bytes]]) -> str:
             f" a {found} file; a text source may be plain or gzip-compressed"
         )
     return found
-
-
-def _header_error(model: DataModel, reason: str) -> SourceError:
-    return SourceError(
-        f"data model {model.id!r}: the header of the CSV source {model.source_uri!r} cannot be"
-        f" read: {reason}"
-    )
 
 
 def _missing(model: DataModel, names: Sequence[str]) -> None:
@@ -450,7 +375,8 @@ def _inspect(
     fmt = model.source_format
     compression = _compression(model, open_source) if fmt != "parquet" else "none"
     if fmt == "csv":
-        header, delimiter = _csv_header(model, open_source, compression)
+        layout = read_csv_layout(model, open_source, compression)
+        header = layout.header
         if header is None:
             return _Source("", {}, {}, {}, [], empty=True)
         positions: dict[str, int] = {}
@@ -463,14 +389,19 @@ def _inspect(
         reader = (
             "read_csv($path, header = true, auto_detect = false, delim = $delim, quote = '\"',"
             " escape = '\"', strict_mode = true, null_padding = false, allow_quoted_nulls = false,"
-            " columns = $columns,"
+            " skip = $skip, columns = $columns,"
             f" compression = '{compression}')"
         )
         raw = {m.target: f"c{positions[m.source]}" for m in model.mappings}
         typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
         return _Source(
             reader,
-            {"path": path, "columns": columns, "delim": delimiter},
+            {
+                "path": path,
+                "columns": columns,
+                "delim": layout.delimiter,
+                "skip": layout.blank_lines,
+            },
             raw,
             typed,
             [m for m in model.mappings if m.type != "text"],

@@ -554,6 +554,17 @@ def test_a_csv_with_another_delimiter_is_read_with_it(tmp_path: Path, delimiter:
     assert [r["$_ref"] for r in read(other)][::2] == [r["$_ref"] for r in read(comma)][::2]
 
 
+@pytest.mark.parametrize(
+    "content",
+    ["\n\n" + CSV, "\ufeff\r\n" + CSV.replace("\n", "\r\n"), gzip.compress(b"\n" + CSV.encode())],
+    ids=["lf", "bom-crlf", "gzip"],
+)
+def test_blank_lines_before_the_csv_header_are_skipped(tmp_path: Path, content) -> None:
+    result = run(tmp_path, "csv", content)
+    assert (result.rows_read, result.rows_rejected) == (3, 0)
+    assert read(result) == read(run(tmp_path, "csv", CSV))
+
+
 def test_commas_stay_unless_another_delimiter_gives_every_mapped_column(tmp_path: Path) -> None:
     fields = mappings([("id", "integer"), ("name", "text")])
     with pytest.raises(SourceError, match=r"source column 'id'.*columns: 'id;nom'"):
