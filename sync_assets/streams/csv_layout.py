@@ -90,6 +90,44 @@ def _first_record(
     return CsvLayout(header, delimiter, blank_lines)
 
 
+LINE_ENDS = {b"\r\n": "CRLF", b"\n": "LF", b"\r": "CR"}
+LINE_BREAK_OR_QUOTE = re.compile(rb'\r\n|\r|\n|"')
+
+
+def mixed_line_ends(open_source: Callable[[], IO[bytes]], compression: str) -> str | None:
+    """Where a CSV's line ends change kind (LF, CRLF, CR) outside quotes, or None.
+
+    DuckDB's strict parser reads one kind per file and, meeting another, fails without a line
+    number; a file appended to from another system (or written by `csv.writer`, which ends its
+    rows with CRLF, after a header written with LF) has two. Read in full, only after a failure.
+    """
+    line, first, quoted, pending_cr = 1, None, False, False
+    with open_source() as raw:
+        stream = gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
+        while chunk := stream.read(1 << 20):
+            if pending_cr:  # a CR that ended the last chunk: its LF may start this one
+                chunk = b"\r" + chunk
+            pending_cr = chunk.endswith(b"\r")
+            if pending_cr:
+                chunk = chunk[:-1]
+            for found in LINE_BREAK_OR_QUOTE.finditer(chunk):
+                token = found.group()
+                if token == b'"':
+                    quoted = not quoted
+                    continue
+                if not quoted:
+                    first = first or token
+                    if token != first:
+                        return (
+                            f"line {line} ends with {LINE_ENDS[token]} where the first line ends"
+                            f" with {LINE_ENDS[first]}: a CSV ends all its lines the same way"
+                        )
+                line += 1
+        if pending_cr and not quoted and first not in (None, b"\r"):
+            return f"line {line} ends with CR where the first line ends with {LINE_ENDS[first]}"
+    return None
+
+
 def _header_error(model: DataModel, reason: str) -> SourceError:
     return SourceError(
         f"data model {model.id!r}: the header of the CSV source {model.source_uri!r} cannot be"

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from sync_assets.core.analytics import duckdb_connection, ident, literal
 from sync_assets.core.redaction import redact
-from sync_assets.streams.csv_layout import read_csv_layout
+from sync_assets.streams.csv_layout import mixed_line_ends, read_csv_layout
 from sync_assets.streams.models import REF_COLUMN, DataModel, FieldMapping
 from sync_assets.streams.source_errors import SourceError, duckdb_message
 
@@ -317,6 +317,9 @@ class _Source:
     raw_is_text: bool = True  # the raw columns are the source's text (CSV, JSON), not typed
 
 
+# DuckDB's words when its strict CSV parser meets a line end of another kind (no line given).
+INVALID_CSV_STATE = "state machine reached an invalid state"
+
 # The first bytes of compressed files, as people upload them (gzip is read; the others are named).
 MAGIC_NUMBERS = (
     (b"\x1f\x8b", "gzip"),
@@ -547,9 +550,12 @@ def transform(
             written, rejected = _copy(con, model, source, output, options)
             samples = _samples(con, source) if rejected else []
         except duckdb.Error as exc:
+            reason = duckdb_message(exc, path)
+            if model.source_format == "csv" and INVALID_CSV_STATE in reason:
+                reason = mixed_line_ends(open_source, _compression(model, open_source)) or reason
             raise SourceError(
                 f"data model {model.id!r}: cannot read the {model.source_format} source "
-                f"{model.source_uri!r}: {duckdb_message(exc, path)}"
+                f"{model.source_uri!r}: {reason}"
             ) from None
     result = TransformResult(
         output, written + rejected, written, rejected, samples, time.monotonic() - started

@@ -565,6 +565,28 @@ def test_blank_lines_before_the_csv_header_are_skipped(tmp_path: Path, content) 
     assert read(result) == read(run(tmp_path, "csv", CSV))
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        # A header written with LF, rows by Python's csv.writer (CRLF by default).
+        (b"id,name\n1,a\r\n2,b\r\n", "line 2 ends with CRLF where the first line ends with LF"),
+        (
+            b"id,name\n" + b"".join(b"%d,a\n" % i for i in range(5000)) + b"9,secret-value\r\n",
+            "line 5002 ends with CRLF where the first line ends with LF",
+        ),
+        (b'id,name\n1,"x\r\ny"\n2,c\r\n', "line 4 ends with CRLF"),  # quoted CRLFs are data
+        (b"id,name\r\n1,a\rb\r\n", "line 2 ends with CR where the first line ends with CRLF"),
+        (gzip.compress(b"id,name\r\n1,a\n"), "line 2 ends with LF where the first line ends"),
+    ],
+    ids=["csv-writer", "appended", "quoted", "bare-cr", "gzip"],
+)
+def test_mixed_line_ends_fail_naming_the_line(tmp_path: Path, content: bytes, reason) -> None:
+    """DuckDB's strict parser fails on them without a line: the sync finds and names it."""
+    with pytest.raises(SourceError, match=r"data model 'm1'") as caught:
+        run(tmp_path, "csv", content, mappings([("id", "integer"), ("name", "text")]))
+    assert reason in str(caught.value) and "secret-value" not in str(caught.value)
+
+
 def test_commas_stay_unless_another_delimiter_gives_every_mapped_column(tmp_path: Path) -> None:
     fields = mappings([("id", "integer"), ("name", "text")])
     with pytest.raises(SourceError, match=r"source column 'id'.*columns: 'id;nom'"):
