@@ -169,12 +169,13 @@ def _from_text(kind: str, text: str) -> str:
         # Plain digits, as most sources write them, spell their integer exactly: one cast and
         # a compare. Only the other texts are parsed as a double too (a CASE evaluates a branch
         # for the rows still undecided), and from 2**53 up, where a double has no room for a
-        # fraction, a '.' may only be followed by zeros.
+        # fraction, a '.' may only be followed by zeros (and an exponent that is not negative).
         return (
             f"CASE WHEN CAST({as_int} AS VARCHAR) = {text} THEN {as_int}"
             f" WHEN {as_int} = {as_double} AND abs({as_double}) < 9007199254740992 THEN {as_int}"
             f" WHEN {as_int} = {as_double} AND (NOT contains({text}, '.')"
-            f" OR regexp_full_match(trim({text}), '[+-]?[0-9]+[.]0*')) THEN {as_int} END"
+            f" OR regexp_full_match(trim({text}), '[+-]?[0-9]+[.]0*([eE][+]?[0-9]+)?'))"
+            f" THEN {as_int} END"
         )
     if kind == "number":
         as_double = f"TRY_CAST({text} AS DOUBLE)"

@@ -295,7 +295,14 @@ def test_booleans_ignore_surrounding_spaces_as_the_other_types_do(tmp_path: Path
 def test_integers_above_2_53_keep_their_fractions_visible(tmp_path: Path) -> None:
     """A double cannot hold `.5` at that size: the text and Parquet DECIMALs decide instead."""
     fields = mappings([("k", "integer"), ("v", "integer")])
-    texts = ["9007199254740993.5", "10000000000000000.50", "10000000000000000.00", "1.5e17"]
+    texts = [
+        "9007199254740993.5",
+        "10000000000000000.50",
+        "10000000000000000.00",
+        "1.5e17",
+        "1.0e17",  # zeros after the point and a positive exponent: whole
+        "90071992547409935.0e-1",  # 9007199254740993.5
+    ]
     result = run(
         tmp_path,
         "csv",
@@ -303,7 +310,7 @@ def test_integers_above_2_53_keep_their_fractions_visible(tmp_path: Path) -> Non
         fields,
         max_rejected_fraction=1,
     )
-    assert [r["v"] for r in read(result)] == [10000000000000000]
+    assert [r["v"] for r in read(result)] == [10000000000000000, 10**17]
     decimals = pa.array([Decimal("10000000000000000.50"), Decimal("12.00")], pa.decimal128(38, 2))
     table = pa.table({"k": [0, 1], "v": decimals})
     sink = pa.BufferOutputStream()
