@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sync_assets.core.analytics import duckdb_connection, ident, literal
@@ -469,7 +471,7 @@ def _inspect(
     described = _describe(con, reader, {"path": path})
     # DuckDB renames columns whose names differ only in case (`Id`, `id` -> `Id`, `id_1`); the
     # file's own names, in the same order, decide which column a mapping reads.
-    names = _parquet_names(open_source)
+    names, zones = _parquet_schema(open_source)
     if len(names) != len(described):
         names = [row[0] for row in described]
     _missing(model, names)
@@ -487,16 +489,45 @@ def _inspect(
     typed = {
         m.target: _from_typed(m.type, raw[m.target], column[m.source][1]) for m in model.mappings
     }
+    for m in model.mappings:
+        if m.type == "date" and (local := _local_time_sql(con, raw[m.target], zones.get(m.source))):
+            # The date as the file's own zone shows it, as the text of the same value reads
+            # (`2024-01-02T23:30:00-05:00` is 2 January); a zone-less instant is UTC.
+            typed[m.target] = _representable("date", f"CAST({local} AS DATE)")
     rejectable = [
         m for m in model.mappings if m.type != "text" and typed[m.target] != raw[m.target]
     ]
     return _Source(reader, {"path": path}, raw, typed, rejectable, raw_is_text=False)
 
 
-def _parquet_names(open_source: Callable[[], IO[bytes]]) -> list[str]:
-    """The top-level column names as the file spells them (from its footer only)."""
+def _parquet_schema(open_source: Callable[[], IO[bytes]]) -> tuple[list[str], dict[str, str]]:
+    """The top-level column names as the file spells them, and the time zone of each instant
+    column that has one (pandas and pyarrow keep it in the footer's Arrow schema)."""
     with open_source() as handle:
-        return list(pq.ParquetFile(handle).schema_arrow.names)
+        schema = pq.ParquetFile(handle).schema_arrow
+    zones = {
+        f.name: f.type.tz
+        for f in schema
+        if isinstance(f.type, pa.TimestampType) and f.type.tz not in (None, "UTC", "Z")
+    }
+    return list(schema.names), zones
+
+
+FIXED_OFFSET = re.compile(r"([+-])([0-9]{2}):?([0-9]{2})")
+
+
+def _local_time_sql(con: duckdb.DuckDBPyConnection, column: str, zone: str | None) -> str | None:
+    """`column` (an instant) as the wall-clock time in `zone`; None for UTC or a zone DuckDB
+    does not know (the UTC date is then taken)."""
+    if not zone:
+        return None
+    if offset := FIXED_OFFSET.fullmatch(zone):
+        sign, hours, minutes = offset.groups()
+        total = (int(hours) * 60 + int(minutes)) * (-1 if sign == "-" else 1)
+        return f"(CAST({column} AS TIMESTAMP) + INTERVAL ({total}) MINUTE)"
+    known = con.execute("SELECT count(*) FROM pg_timezone_names() WHERE name = ?", [zone])
+    row = known.fetchone()
+    return f"timezone({literal(zone)}, {column})" if row and row[0] else None
 
 
 # --- the transform ---------------------------------------------------------------------------

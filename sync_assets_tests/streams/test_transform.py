@@ -320,6 +320,24 @@ def test_integers_above_2_53_keep_their_fractions_visible(tmp_path: Path) -> Non
     assert [r["v"] for r in read(result)] == [12] and result.rows_rejected == 1
 
 
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("America/New_York", 2), ("-05:00", 2), ("+05:30", 3), ("UTC", 3), (None, 3)],
+)
+def test_an_instant_mapped_to_a_date_is_its_date_in_its_own_zone(tmp_path, zone, day) -> None:
+    """As the text of the same value reads: `2024-01-02T23:30:00-05:00` is 2 January."""
+    fields = mappings([("id", "integer"), ("d", "date")])
+    instant = dt.datetime(2024, 1, 3, 4, 30, tzinfo=dt.UTC)
+    values = pa.array([instant if zone else instant.replace(tzinfo=None)], pa.timestamp("us", zone))
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"id": [1], "d": values}), sink)
+    result = run(tmp_path, "parquet", sink.getvalue().to_pybytes(), fields)
+    assert read(result)[0]["d"] == dt.date(2024, 1, day)
+    if zone == "-05:00":
+        text = run(tmp_path, "csv", "id,d\n1,2024-01-02T23:30:00-05:00\n", fields)
+        assert read(text) == read(result)
+
+
 def test_parquet_columns_are_found_by_their_exact_names(tmp_path: Path) -> None:
     """DuckDB renames `id` beside `Id` to `id_1`; a mapping reads the column it names."""
     table = pa.table({"Id": [1, 2], "id": [10, 20], "id_1": [100, 200]})
