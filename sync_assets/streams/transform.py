@@ -480,8 +480,8 @@ def _inspect(
         name: (ident(row[0]), str(row[1])) for name, row in zip(names, described, strict=True)
     }
     raw = {
-        # An empty string is no value for a typed field, as in the other formats.
-        m.target: f"NULLIF({column[m.source][0]}, '')"
+        # An empty or blank string is no value for a typed field, as in the other formats.
+        m.target: f"NULLIF(trim({column[m.source][0]}), '')"
         if m.type != "text" and column[m.source][1] == "VARCHAR"
         else column[m.source][0]
         for m in model.mappings
@@ -661,11 +661,11 @@ def _copy(
 
 
 def _rejected_sql(source: _Source, raw: str, failed: str) -> str:
-    """A row's value was given but did not cast. An empty text is no value for a typed field:
-    a CSV's `""` is an empty string for text fields only (PostgreSQL and BigQuery write NULL
-    as an empty field and an empty string as `""`). Tested only where the cast failed."""
+    """A row's value was given but did not cast. An empty or blank text is no value for a typed
+    field: a CSV's `""` is an empty string for text fields only (PostgreSQL and BigQuery write
+    NULL as an empty field and an empty string as `""`). Tested only where the cast failed."""
     if source.raw_is_text:
-        return f"({failed} AND {raw} IS NOT NULL AND {raw} <> '')"
+        return f"({failed} AND {raw} IS NOT NULL AND trim({raw}) <> '')"
     return f"({raw} IS NOT NULL AND {failed})"
 
 
@@ -707,7 +707,7 @@ def _samples(con: duckdb.DuckDBPyConnection, source: _Source) -> list[dict[str, 
     for row in rows:
         for index, mapping in enumerate(source.rejectable):
             value, failed = row[2 * index], row[2 * index + 1]
-            if value not in (None, "") and failed:
+            if value is not None and value.strip() and failed:
                 samples.append(
                     {
                         "field": mapping.target,

@@ -131,14 +131,14 @@ def test_every_format_gives_the_same_typed_rows_and_refs(tmp_path: Path) -> None
     assert len(set(outputs["csv"])) == 3
 
 
-def test_a_quoted_empty_csv_field_is_an_empty_string_for_text_only(tmp_path: Path) -> None:
+def test_a_quoted_empty_csv_field_is_an_empty_string_for_text_fields_only(tmp_path: Path) -> None:
     """PostgreSQL's and BigQuery's CSV write NULL as an empty field and '' as `""`."""
     fields = mappings([("id", "integer"), ("name", "text"), ("amount", "number"), ("day", "date")])
-    csv_rows = read(run(tmp_path, "csv", 'id,name,amount,day\n1,"","",""\n2,,,\n', fields))
+    csv_rows = read(run(tmp_path, "csv", 'id,name,amount,day\n1,""," ",""\n2,,,\n', fields))
     expected = [("", None, None), (None, None, None)]
     assert [(r["name"], r["amount"], r["day"]) for r in csv_rows] == expected
     records = [
-        {"id": 1, "name": "", "amount": "", "day": ""},
+        {"id": 1, "name": "", "amount": "", "day": "  "},  # blank: no value either
         {"id": 2, "name": None, "amount": None, "day": None},
     ]
     ndjson = run(tmp_path, "ndjson", "\n".join(json.dumps(r) for r in records), fields)
