@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 import fsspec
@@ -17,7 +18,11 @@ class ObjectStorageResource(dg.ConfigurableResource):
     url_setting: str = "OBJECT_STORAGE_URL"
 
     def root_url(self) -> str:
+        """The buckets' root; a plain folder is made absolute, as the app reads the Parquet URLs
+        written from it (`parquet_uri`) from wherever it runs."""
         configured = os.environ.get(self.url_setting, "").strip()
+        if configured and "://" not in configured:
+            configured = str(Path(configured).expanduser().absolute())
         return (configured or str(state_dir() / "storage")).rstrip("/")
 
     def filesystem(self) -> tuple[AbstractFileSystem, str]:

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from sync_assets.streams.storage import (
     Buckets,
     SourceChangedError,
     SourceMissingError,
+    SourceUnusableError,
     fsync_file,
     temp_dir,
 )
@@ -35,7 +37,13 @@ DOMAIN_TAGS = {"sync_assets/domain": "streams"}
 REQUEST_TAG = "sync_assets/stream_sync_job_id"
 REQUESTED_AT_TAG = "sync_assets/stream_sync_job_requested_at"
 # Faults of the model or its source: a retry cannot help, so the run fails at once.
-DEFINITE_FAULTS = (ModelDefinitionError, SourceError, SourceMissingError, TooManyRejectedError)
+DEFINITE_FAULTS = (
+    ModelDefinitionError,
+    SourceError,
+    SourceMissingError,
+    SourceUnusableError,
+    TooManyRejectedError,
+)
 
 
 # A storage or database hiccup: the step is tried again, twice, after 1 s and 2 s.
@@ -129,7 +137,10 @@ def sync_model(
             log(f"removed {cleared} staging leftover(s) of an earlier run that did not finish")
         # The size, the checksum, the header and DuckDB's scan each open the source: an object
         # replaced meanwhile (new columns, new rows) would give a file no version of it matches.
-        source_size, version = buckets.version(model.source_uri)
+        try:
+            source_size, version = buckets.version(model.source_uri)
+        except (SourceMissingError, SourceUnusableError) as exc:
+            raise type(exc)(f"data model {model.id!r}: {exc}") from None
         # The checksum decides a skip only when one is possible (same mapping, same size, the
         # file still there); otherwise it is computed alongside the transform, not before it.
         may_skip = (
@@ -173,22 +184,24 @@ def sync_model(
             if not may_skip:
                 pending = pool.submit(buckets.checksum, model.source_uri)
             with buckets.staging(model.id) as staging:
-                result = transform(
-                    model,
-                    path,
-                    buckets.opener(model.source_uri),
-                    staging,
-                    settings=settings,
-                    max_rejected_fraction=config.max_rejected_fraction,
-                    filesystem=filesystem,
-                )
+                try:
+                    result = transform(
+                        model,
+                        path,
+                        buckets.opener(model.source_uri),
+                        staging,
+                        settings=settings,
+                        max_rejected_fraction=config.max_rejected_fraction,
+                        filesystem=filesystem,
+                    )
+                except SourceError:
+                    # A source replaced or removed mid-read fails the read (the new columns,
+                    # the missing file); that is the change, not a fault of the file.
+                    _fail_if_changed(buckets, model, version)
+                    raise
                 if pending is not None:
                     checksum, source_bytes = pending.result()
-                if buckets.fingerprint(model.source_uri) != version:
-                    raise SourceChangedError(
-                        f"source {model.source_uri!r} of data model {model.id!r} changed while it"
-                        " was read; nothing was published (the retry reads the new version)"
-                    )
+                _fail_if_changed(buckets, model, version)
                 fsync_file(result.output)
                 size = result.output.stat().st_size
                 uri = buckets.publish(model.id, result.output)
@@ -210,6 +223,14 @@ def sync_model(
         "bytes": size,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _fail_if_changed(buckets: Buckets, model: DataModel, version: str) -> None:
+    if buckets.fingerprint(model.source_uri) != version:
+        raise SourceChangedError(
+            f"source {model.source_uri!r} of data model {model.id!r} changed while it was read;"
+            " nothing was published (the retry reads the new version)"
+        )
 
 
 def _now() -> dt.datetime:
@@ -236,16 +257,17 @@ def data_version(metadata: dict[str, Any]) -> dg.DataVersion:
 
 
 def failure(exc: BaseException) -> dg.Failure:
-    """A run failure that names the model and the fault; definite faults are not retried."""
-    metadata = getattr(exc, "metadata", None) or {}
-    return dg.Failure(
-        description=redact(str(exc)),
-        metadata={
-            k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v
-            for k, v in metadata.items()
-        },
-        allow_retries=not isinstance(exc, DEFINITE_FAULTS + (ModelUnavailableError,)),
-    )
+    """A run failure that names the model and the fault, redacted; definite faults are not
+    retried, and the others keep their (redacted) traceback for whoever debugs them."""
+    definite = isinstance(exc, DEFINITE_FAULTS + (ModelUnavailableError,))
+    metadata: dict[str, Any] = {
+        k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v
+        for k, v in (getattr(exc, "metadata", None) or {}).items()
+    }
+    if not definite:
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        metadata["traceback"] = dg.MetadataValue.text(redact(trace)[-8000:])
+    return dg.Failure(description=redact(str(exc)), metadata=metadata, allow_retries=not definite)
 
 
 @dataclass(frozen=True)
@@ -320,9 +342,9 @@ def stream_parquet(
                 models.note_request_error(
                     conn, request.id, f"attempt {context.retry_number + 1} failed, retrying: {exc}"
                 )
-        if definite:
-            raise failure(exc) from None
-        raise
+        # Retried or not, the failure stored in Dagster's events is redacted (a storage error
+        # may quote a URL, and events are no log the redaction filter sees).
+        raise failure(exc) from None
     _mark(streams_db, request, models.DONE, run_id=context.run_id)
     return dg.MaterializeResult(metadata=metadata, data_version=data_version(metadata))
 

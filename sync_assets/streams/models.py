@@ -28,6 +28,7 @@ REF_COLUMN = "$_ref"
 # Model ids become file names (`streams/<id>.parquet`) and Dagster partition keys.
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Sources are objects in the storage's buckets: `<bucket>/<key>`, no `..`, no scheme.
+GLOB_CHARACTERS = "*?["
 SOURCE_URI = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[^/]+)+$")
 
 # Request statuses written back to stream_sync_jobs.
@@ -98,6 +99,12 @@ def parse_model(row: dict[str, Any]) -> DataModel:
         raise ModelDefinitionError(
             f"data model {model_id!r}: source_uri {source_uri!r} must be '<bucket>/<key>' "
             "inside object storage"
+        )
+    if wildcards := sorted(set(source_uri) & set(GLOB_CHARACTERS)):
+        # DuckDB's readers take them as a pattern: `star*.csv` would read `star-old.csv` too.
+        raise ModelDefinitionError(
+            f"data model {model_id!r}: source_uri {source_uri!r} holds {' '.join(wildcards)},"
+            " which DuckDB reads as a file pattern; rename the object without them"
         )
     raw = row.get("field_mappings")
     if isinstance(raw, str):

@@ -39,6 +39,10 @@ class SourceMissingError(FileNotFoundError):
     """The model's source object does not exist."""
 
 
+class SourceUnusableError(RuntimeError):
+    """The source is a folder, or the storage credentials may not read it: retrying won't help."""
+
+
 class SourceChangedError(RuntimeError):
     """The source object was replaced or written to while it was read: a retry reads it anew."""
 
@@ -90,14 +94,25 @@ class Buckets:
             info = self.fs.info(self._fresh(key))
         except FileNotFoundError:
             raise SourceMissingError(f"source object {key!r} does not exist") from None
+        except PermissionError:
+            raise SourceUnusableError(
+                f"access to source object {key!r} is denied (the storage credentials may not read"
+                " it)"
+            ) from None
+        if info.get("type", "file") != "file":
+            # s3fs calls a key prefix a directory of size 0: read as a file, it is empty, and an
+            # empty Parquet would replace the model's data.
+            raise SourceUnusableError(
+                f"source {key!r} is a folder, not an object; a data model reads one file"
+            )
         marker = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
         return int(info["size"]), f"{info['size']}:{marker}"
 
     def fingerprint(self, key: str) -> str | None:
-        """The version marker of an object (see `version`); None when it is absent."""
+        """The version marker of an object (see `version`); None when it is absent or unusable."""
         try:
             return self.version(key)[1]
-        except SourceMissingError:
+        except (SourceMissingError, SourceUnusableError):
             return None
 
     def checksum(self, key: str) -> tuple[str, int]:

@@ -12,7 +12,7 @@ import pytest
 
 from sync_assets.core.settings import state_dir
 from sync_assets.core.storage import ObjectStorageResource
-from sync_assets.streams.storage import STAGING, STREAMS_BUCKET, Buckets
+from sync_assets.streams.storage import STAGING, STREAMS_BUCKET, Buckets, SourceUnusableError
 
 
 def staged(buckets: Buckets, model_id: str) -> Path:
@@ -54,3 +54,24 @@ def test_leftovers_of_a_model_are_removed_and_no_other_models(
     if where == "remote":
         assert all(not memory.exists(n) for n in removed_objects)
         assert all(memory.exists(n) for n in kept_objects)
+
+
+def test_a_relative_storage_folder_gives_absolute_parquet_urls(tmp_path: Path, monkeypatch) -> None:
+    """`parquet_uri` is read by the app, which does not run in the sync's working folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OBJECT_STORAGE_URL", "storage/")
+    buckets = Buckets.of(ObjectStorageResource())
+    assert buckets.url(buckets.parquet_key("m")) == f"{tmp_path}/storage/streams/m.parquet"
+    monkeypatch.setenv("OBJECT_STORAGE_URL", "memory://lake/root")
+    assert Buckets.of(ObjectStorageResource()).url("streams/m.parquet") == (
+        "memory://lake/root/streams/m.parquet"
+    )
+
+
+def test_a_folder_is_no_source_and_the_sensor_skips_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("OBJECT_STORAGE_URL", str(tmp_path))
+    (tmp_path / "sources" / "people").mkdir(parents=True)
+    buckets = Buckets.of(ObjectStorageResource())
+    with pytest.raises(SourceUnusableError, match="'sources/people' is a folder, not an object"):
+        buckets.version("sources/people")
+    assert buckets.fingerprint("sources/people") is None

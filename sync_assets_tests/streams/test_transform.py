@@ -792,6 +792,8 @@ def test_hostile_field_names_are_quoted_never_executed(tmp_path: Path, fmt) -> N
         ({"id": "../etc"}, "not usable as a file name"),
         ({"source_uri": "/etc/passwd"}, "must be '<bucket>/<key>'"),
         ({"source_uri": "sources/../../secret"}, "must be '<bucket>/<key>'"),
+        ({"source_uri": "sources/star*.csv"}, r"holds \*, which DuckDB reads as a file pattern"),
+        ({"source_uri": "sources/data[1]?.csv"}, r"holds \? \["),
         ({"source_format": "xlsx"}, "source_format 'xlsx'"),
         ({"field_mappings": [{"source": "a", "type": "money"}]}, "type 'money'"),
         ({"field_mappings": [{"source": "a"}, {"source": "b", "target": "A"}]}, "used twice"),
