@@ -70,6 +70,11 @@ def s3(database_url: str, s3_endpoint: str, tmp_path, monkeypatch) -> S3Streams:
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
     client = boto3.client("s3")
     client.create_bucket(Bucket=bucket)
+    return streams_on(bucket, client, database_url, tmp_path, monkeypatch)
+
+
+def streams_on(bucket: str, client: Any, database_url: str, tmp_path, monkeypatch) -> S3Streams:
+    """The app's tables, and the sync's buckets under `root/` in `bucket`."""
     monkeypatch.setenv("OBJECT_STORAGE_URL", f"s3://{bucket}/root")
     db = PostgresResource(schema_name="streams", url_setting="STREAMS_DATABASE_URL")
     apply_schema(db)
@@ -83,11 +88,13 @@ def s3(database_url: str, s3_endpoint: str, tmp_path, monkeypatch) -> S3Streams:
     )
 
 
-def materialize(s3: S3Streams, instance: dg.DagsterInstance, **kwargs: Any):
-    ensure_partitions(instance, ["people"])
+def materialize(
+    s3: S3Streams, instance: dg.DagsterInstance, partition: str = "people", **kwargs: Any
+):
+    ensure_partitions(instance, [partition])
     return dg.materialize(
         [stream_parquet],
-        partition_key="people",
+        partition_key=partition,
         resources=s3.resources(),
         instance=instance,
         run_config={"ops": {"stream_parquet": {"config": {}}}},
@@ -257,19 +264,8 @@ def s3_with_access_rules(database_url: str, tmp_path, monkeypatch) -> Iterator[S
     monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    monkeypatch.setenv("OBJECT_STORAGE_URL", f"s3://{bucket}/root")
     s3fs.S3FileSystem.clear_instance_cache()  # one per process and arguments, not per endpoint
-    db = PostgresResource(schema_name="streams", url_setting="STREAMS_DATABASE_URL")
-    apply_schema(db)
-    streams = S3Streams(
-        url=database_url,
-        root=tmp_path,
-        db=db,
-        storage=ObjectStorageResource(),
-        bucket=bucket,
-        client=admin,
-    )
-    yield streams
+    yield streams_on(bucket, admin, database_url, tmp_path, monkeypatch)
     s3fs.S3FileSystem.clear_instance_cache()
     server.stop()
 
@@ -282,14 +278,6 @@ def test_a_denied_source_fails_at_once_and_the_sensor_sees_the_others(
     s3.model("people", "csv")
     context = dg.build_sensor_context(instance=instance, resources=s3.resources())
     assert [r.partition_key for r in stream_source_sensor(context).run_requests] == ["people"]
-    ensure_partitions(instance, ["locked"])
-    result = dg.materialize(
-        [stream_parquet],
-        partition_key="locked",
-        resources=s3.resources(),
-        instance=instance,
-        run_config={"ops": {"stream_parquet": {"config": {}}}},
-        raise_on_error=False,
-    )
+    result = materialize(s3, instance, "locked", raise_on_error=False)
     [message] = failures_of(result)
     assert "data model 'locked': access to source object 'sources/locked.csv' is denied" in message
