@@ -93,6 +93,10 @@ class Buckets:
         try:
             info = self.fs.info(self._fresh(key))
         except FileNotFoundError:
+            if not self._bucket_exists():
+                raise SourceUnusableError(
+                    f"the bucket of {self.root_url!r} (OBJECT_STORAGE_URL) does not exist"
+                ) from None
             raise SourceMissingError(f"source object {key!r} does not exist") from None
         except PermissionError:
             raise SourceUnusableError(
@@ -107,6 +111,15 @@ class Buckets:
             )
         marker = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
         return int(info["size"]), f"{info['size']}:{marker}"
+
+    def _bucket_exists(self) -> bool:
+        """False only when the store says the root's bucket is not there (a setting's typo)."""
+        if self.local:
+            return True
+        try:
+            return bool(self.fs.exists(self.root.split("/")[0]))
+        except Exception:  # noqa: BLE001 (denied or unreachable: say nothing about it)
+            return True
 
     def fingerprint(self, key: str) -> str | None:
         """The version marker of an object (see `version`); None when it is absent or unusable."""

@@ -281,3 +281,13 @@ def test_a_denied_source_fails_at_once_and_the_sensor_sees_the_others(
     result = materialize(s3, instance, "locked", raise_on_error=False)
     [message] = failures_of(result)
     assert "data model 'locked': access to source object 'sources/locked.csv' is denied" in message
+
+
+def test_a_bucket_that_does_not_exist_is_named_as_the_fault(s3, instance, monkeypatch) -> None:
+    monkeypatch.setenv("OBJECT_STORAGE_URL", f"s3://{s3.bucket}-gone/root")
+    s3.model("people", "csv")
+    result = materialize(s3, instance, raise_on_error=False)
+    [message] = failures_of(result)
+    assert f"the bucket of 's3://{s3.bucket}-gone/root' (OBJECT_STORAGE_URL) does not exist" in (
+        message
+    )
