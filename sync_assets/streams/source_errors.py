@@ -105,11 +105,11 @@ def _malformed_record_skew() -> int:
     Measured on a two-record file whose second record is broken, so the message is right for
     whichever DuckDB is installed.
     """
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, duckdb.connect() as con:
         path = Path(folder) / "probe.ndjson"
         path.write_text('{"a": 1}\n{"a": 1 x}\n')
         try:
-            duckdb.connect().execute(
+            con.execute(
                 "SELECT * FROM read_json(?, format = 'newline_delimited', records = true)",
                 [str(path)],
             ).fetchall()
