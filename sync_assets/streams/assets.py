@@ -290,7 +290,8 @@ class RequestRef:
 
     @staticmethod
     def tags(request: models.SyncRequest) -> dict[str, str]:
-        requested_at = request.requested_at.astimezone(dt.UTC).isoformat()
+        at = request.requested_at
+        requested_at = at.astimezone(dt.UTC).isoformat() if at is not None else ""
         return {REQUEST_TAG: str(request.id), REQUESTED_AT_TAG: requested_at}
 
     def mark(self, db: PostgresResource, status: str, **fields: Any) -> None:

@@ -4,6 +4,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+import psycopg
 
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.redaction import redact
@@ -105,14 +106,7 @@ def stream_sync_jobs_sensor(
                 )
             run = _existing_run(context.instance, request)
             if run is not None:
-                if run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE):
-                    models.set_request_status(
-                        conn,
-                        request.id,
-                        models.FAILED,
-                        run_id=run.run_id,
-                        error=f"run {run.run_id} ended {run.status.value.lower()}",
-                    )
+                _close_request(conn, request, run)
                 continue
             tags = RequestRef.tags(request)
             run_requests.append(
@@ -183,6 +177,25 @@ def stream_source_sensor(
         cursor=json.dumps(current, sort_keys=True),
         skip_reason=None if run_requests else "no new or changed source objects",
     )
+
+
+def _close_request(
+    conn: psycopg.Connection, request: models.SyncRequest, run: dg.DagsterRun
+) -> None:
+    """An open request whose run has ended takes that run's outcome: it must neither stay open
+    (the 50 oldest open requests are all a tick reads) nor be run again."""
+    if run.is_complete_and_waiting_to_retry:
+        return  # run_retries starts it again: that attempt's outcome is the request's
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        models.set_request_status(conn, request.id, models.DONE, run_id=run.run_id)
+    elif run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE):
+        models.set_request_status(
+            conn,
+            request.id,
+            models.FAILED,
+            run_id=run.run_id,
+            error=f"run {run.run_id} ended {run.status.value.lower()}",
+        )
 
 
 def _source_marker(buckets: Buckets, row: dict) -> tuple[str | None, str | None]:

@@ -68,7 +68,27 @@ class DataModel:
 
 
 def apply_schema(db: PostgresResource) -> None:
-    db.apply_ddl(resources.files("sync_assets.streams").joinpath("schema.sql").read_text())
+    """Create the app's tables where they are missing (a fresh database works at once).
+
+    Tables the app made are only read and written: a role that may not create or index them
+    (least privilege, as on Supabase) runs the sync as long as the tables are there.
+    """
+    with db.connect() as conn:
+        found = conn.execute(
+            "SELECT to_regclass(format('%%I.%%I', %(schema)s::text, 'data_models')) IS NOT NULL"
+            " AND to_regclass(format('%%I.%%I', %(schema)s::text, 'stream_sync_jobs')) IS NOT NULL,"
+            " to_regclass(format('%%I.%%I', %(schema)s::text, 'stream_sync_jobs_open')) IS NOT NULL",
+            {"schema": db.schema_name},
+        ).fetchone()
+    tables, index = found if found else (False, False)
+    if tables and index:
+        return
+    try:
+        db.apply_ddl(resources.files("sync_assets.streams").joinpath("schema.sql").read_text())
+    except psycopg.errors.InsufficientPrivilege:
+        if not tables:
+            raise
+        # The index on open requests only speeds up the sensor's query; it is the owner's call.
 
 
 def _clean_name(value: Any, what: str, model_id: str) -> str:
@@ -108,7 +128,12 @@ def parse_model(row: dict[str, Any]) -> DataModel:
         )
     raw = row.get("field_mappings")
     if isinstance(raw, str):
-        raw = json.loads(raw)
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ModelDefinitionError(
+                f"data model {model_id!r}: field_mappings is not JSON"
+            ) from None
     if not isinstance(raw, list) or not raw:
         raise ModelDefinitionError(f"data model {model_id!r}: field_mappings is empty")
     mappings: list[FieldMapping] = []
@@ -192,13 +217,15 @@ class SyncRequest:
     status: str
     # With the id, what tells this request from an earlier one that had the same id (the app
     # truncated the table with RESTART IDENTITY, or restored a backup).
-    requested_at: dt.datetime
+    requested_at: dt.datetime | None  # NULL where the app's column allows it
 
 
 def open_requests(conn: psycopg.Connection, limit: int) -> list[SyncRequest]:
     """Requests not yet picked up by a run (pending, or queued by an earlier tick)."""
     rows = conn.execute(
-        "SELECT id, data_model_id, status, requested_at FROM stream_sync_jobs"
+        # As timestamptz: a `timestamp` column is read in the database's zone, the zone its
+        # comparisons in `set_request_status` use too.
+        "SELECT id, data_model_id, status, requested_at::timestamptz FROM stream_sync_jobs"
         " WHERE status IN ('pending', 'queued') ORDER BY id LIMIT %s",
         (limit,),
     ).fetchall()
@@ -209,13 +236,20 @@ def note_request_error(conn: psycopg.Connection, request_id: int, error: str) ->
     """Record a running request's latest error without ending it (a retry follows)."""
     conn.execute(
         "UPDATE stream_sync_jobs SET error = %s WHERE id = %s AND status = 'running'",
-        (_stored_error(error), request_id),
+        (_stored_error(conn, error), request_id),
     )
 
 
-def _stored_error(error: str) -> str:
-    """An error as the app may see it: secrets redacted, at most 2,000 characters."""
-    return redact(error)[:2000]
+def _stored_error(conn: psycopg.Connection, error: str) -> str:
+    """An error as the app may see it: secrets redacted, at most 2,000 characters, or what the
+    app's `error` column holds (`varchar(255)` would reject a longer one, status and all)."""
+    row = conn.execute(
+        "SELECT character_maximum_length FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'stream_sync_jobs'"
+        " AND column_name = 'error'"
+    ).fetchone()
+    limit = min(2000, row[0]) if row and row[0] else 2000
+    return redact(error)[:limit]
 
 
 def set_request_status(
@@ -232,17 +266,20 @@ def set_request_status(
 
     With `requested_at`, only the request of that id made at that moment is written.
     """
-    clean_error = _stored_error(error) if error else None
+    clean_error = _stored_error(conn, error) if error else None
+    # Each parameter has one use, so its type comes from its column whatever the app chose
+    # (`varchar` status, `smallint` attempts, a nullable count).
     query = (
         "UPDATE stream_sync_jobs SET status = %(status)s,"
         " run_id = coalesce(%(run_id)s, run_id),"
-        " attempts = attempts + CASE WHEN %(status)s = 'running' THEN 1 ELSE 0 END,"
+        " attempts = coalesce(attempts, 0) + %(attempt)s,"
         " error = %(error)s"
         " WHERE id = %(id)s"
     )
     params: dict[str, Any] = {
         "status": status,
         "run_id": run_id,
+        "attempt": 1 if status == RUNNING else 0,
         "error": clean_error,
         "id": request_id,
     }

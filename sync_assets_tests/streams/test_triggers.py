@@ -151,6 +151,10 @@ def test_the_failure_sensor_marks_requests_of_runs_that_died(streams, instance) 
     instance.report_run_failed(retried)
     _report_failure(streams, instance, instance.get_run_by_id(retried.run_id))
     assert statuses(streams)[request_id][0] == "pending"
+    # Nor does the request sensor, which finds that run ended FAILURE: it neither fails the
+    # request (to be `done` after the retry) nor runs it again.
+    assert not evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
+    assert statuses(streams)[request_id][0] == "queued"
 
     run = instance.create_run_for_job(job, tags=tags, run_config={})
     _report_failure(streams, instance, run)
