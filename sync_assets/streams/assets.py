@@ -274,19 +274,19 @@ def failure(exc: BaseException) -> dg.Failure:
 class RequestRef:
     """The stream_sync_jobs row a run was started for, as its tags name it."""
 
-    id: int
+    id: str  # as the app's id column spells it: an integer or a UUID
     requested_at: dt.datetime | None  # None on runs tagged before the request's time was
 
     @classmethod
     def of(cls, tags: Mapping[str, str]) -> Self | None:
         value = tags.get(REQUEST_TAG)
-        if not value or not value.isdigit():
+        if not value:
             return None
         try:
             requested_at = dt.datetime.fromisoformat(tags.get(REQUESTED_AT_TAG, ""))
         except ValueError:
             requested_at = None
-        return cls(int(value), requested_at)
+        return cls(value, requested_at)
 
     @staticmethod
     def tags(request: models.SyncRequest) -> dict[str, str]:

@@ -212,7 +212,8 @@ def record_sync(
 
 @dataclass(frozen=True)
 class SyncRequest:
-    id: int
+    id: str  # the app's id (integer or UUID) as text: psycopg sends text untyped, so the
+    # database compares it with the column as the column's type
     data_model_id: str
     status: str
     # With the id, what tells this request from an earlier one that had the same id (the app
@@ -229,10 +230,10 @@ def open_requests(conn: psycopg.Connection, limit: int) -> list[SyncRequest]:
         " WHERE status IN ('pending', 'queued') ORDER BY id LIMIT %s",
         (limit,),
     ).fetchall()
-    return [SyncRequest(*row) for row in rows]
+    return [SyncRequest(str(row[0]), *row[1:]) for row in rows]
 
 
-def note_request_error(conn: psycopg.Connection, request_id: int, error: str) -> None:
+def note_request_error(conn: psycopg.Connection, request_id: str, error: str) -> None:
     """Record a running request's latest error without ending it (a retry follows)."""
     conn.execute(
         "UPDATE stream_sync_jobs SET error = %s WHERE id = %s AND status = 'running'",
@@ -254,7 +255,7 @@ def _stored_error(conn: psycopg.Connection, error: str) -> str:
 
 def set_request_status(
     conn: psycopg.Connection,
-    request_id: int,
+    request_id: str,
     status: str,
     *,
     run_id: str | None = None,

@@ -118,3 +118,24 @@ def test_a_role_that_does_not_own_the_app_tables_runs_the_sync(streams, instance
     assert statuses(streams)[request][0] == "queued"
     assert execute(run_request, instance).success
     assert statuses(streams)[request][0] == "done"
+
+
+def test_uuid_request_ids_are_written_back(streams, instance) -> None:
+    """Supabase tables often key rows with `gen_random_uuid()`."""
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    replace_requests_table(
+        streams,
+        "CREATE TABLE streams.stream_sync_jobs (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+        " data_model_id text NOT NULL, requested_at timestamptz NOT NULL DEFAULT now(),"
+        " status text NOT NULL DEFAULT 'pending', run_id text,"
+        " attempts integer NOT NULL DEFAULT 0, error text)",
+    )
+    [(request_id,)] = streams.query(
+        "INSERT INTO streams.stream_sync_jobs (data_model_id) VALUES ('people') RETURNING id"
+    )
+    [request] = evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
+    assert request.tags["sync_assets/stream_sync_job_id"] == str(request_id)
+    run = execute(request, instance)
+    assert statuses(streams)[request_id] == ("done", run.run_id, 1, None)
+    assert not evaluate(stream_sync_jobs_sensor, streams, instance).run_requests
