@@ -1,6 +1,8 @@
 """The `stream_parquet` asset: one partition per data model, one Parquet file per partition."""
 
 import datetime as dt
+import math
+import re
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -10,6 +12,7 @@ from functools import partial
 from typing import Any, Literal, Self
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from pydantic import Field
 
 from sync_assets.core.postgres import PostgresResource
@@ -26,6 +29,7 @@ from sync_assets.streams.storage import (
     temp_dir,
 )
 from sync_assets.streams.transform import (
+    EngineMemoryError,
     EngineSettings,
     SourceError,
     TooManyRejectedError,
@@ -38,6 +42,7 @@ REQUEST_TAG = "sync_assets/stream_sync_job_id"
 REQUESTED_AT_TAG = "sync_assets/stream_sync_job_requested_at"
 # Faults of the model or its source: a retry cannot help, so the run fails at once.
 DEFINITE_FAULTS = (
+    EngineMemoryError,
     ModelDefinitionError,
     SourceError,
     SourceMissingError,
@@ -60,22 +65,40 @@ class StreamSyncConfig(dg.Config):
     )
     max_rejected_fraction: float = Field(
         default=0.01,
-        ge=0,
-        le=1,
-        description="Share of rows whose values do not cast above which nothing is published.",
+        description="Share of rows (0 to 1) whose values do not cast above which nothing is"
+        " published.",
     )
     memory_limit: str = Field(
         default="400MB", description="DuckDB memory limit; beyond it DuckDB spills to disk."
     )
-    threads: int | None = Field(default=None, ge=1, description="DuckDB threads (default: all).")
+    threads: int | None = Field(default=None, description="DuckDB threads (default: all).")
     parquet_version: Literal["v1", "v2"] = Field(
         default="v2",
         description="Parquet format of the output: v2 (delta encodings, smaller and faster to"
         " write) or v1 (PLAIN and dictionary pages only, for readers that predate v2).",
     )
     lock_wait_seconds: float = Field(
-        default=600, ge=0, description="How long to wait for another run of the same model."
+        default=600, description="How long to wait for another run of the same model."
     )
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, one line each. Checked in the step, not by
+        pydantic: Dagster launches a run whatever pydantic's bounds say, and a step that fails
+        to build its config is retried with the same config."""
+        found = []
+        if not 0 <= self.max_rejected_fraction <= 1:
+            found.append(f"max_rejected_fraction {self.max_rejected_fraction} is not in 0..1")
+        if self.threads is not None and self.threads < 1:
+            found.append(f"threads {self.threads} is below 1")
+        if not (math.isfinite(self.lock_wait_seconds) and self.lock_wait_seconds >= 0):
+            found.append(f"lock_wait_seconds {self.lock_wait_seconds} is not a duration")
+        size = MEMORY_LIMIT.fullmatch(self.memory_limit)
+        if size is None or not float(size.group(1)):
+            found.append(f"memory_limit {self.memory_limit!r} is not a size such as '400MB'")
+        return found
+
+
+MEMORY_LIMIT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:[KMGT]i?B|B|bytes)\s*", re.IGNORECASE)
 
 
 def ensure_partitions(instance: dg.DagsterInstance, model_ids: list[str]) -> list[str]:
@@ -148,7 +171,9 @@ def sync_model(
             and previous.get("mapping_fingerprint") == fingerprint
             and previous.get("source_bytes") == source_size
             and previous.get("parquet_version") == config.parquet_version
-            and buckets.exists(key)
+            # The published file is still the one the last sync wrote (not removed, replaced
+            # or truncated by hand): otherwise the skip would vouch for another file.
+            and buckets.size(key) == previous.get("bytes")
         )
         pending: Future[tuple[str, int]] | None = None
         if may_skip:
@@ -323,6 +348,10 @@ def stream_parquet(
     model_id = context.partition_key
     models.apply_schema(streams_db)
     request = RequestRef.of(context.run.tags)
+    if problems := config.problems():
+        error = f"run config ops.stream_parquet.config: {'; '.join(problems)}"
+        _mark(streams_db, request, models.FAILED, run_id=context.run_id, error=error)
+        raise dg.Failure(description=error, allow_retries=False)
     _mark(streams_db, request, models.RUNNING, run_id=context.run_id)
     try:
         metadata = sync_model(
@@ -363,9 +392,11 @@ def sync_all_stream_models(
     with streams_db.connect() as conn:
         rows = models.enabled_model_rows(conn)
     ids = [str(row["id"]) for row in rows if models.MODEL_ID.match(str(row["id"]))]
+    failed = [str(row["id"]) for row in rows if not models.MODEL_ID.match(str(row["id"]))]
+    for model_id in failed:
+        context.log.error(f"data model {model_id!r} failed: its id is not usable as a file name")
     ensure_partitions(context.instance, ids)
     asset_key = dg.AssetKey("stream_parquet")
-    failed: list[str] = []
     for model_id in ids:
         try:
             metadata = sync_model(
@@ -381,10 +412,17 @@ def sync_all_stream_models(
             failed.append(model_id)
             continue
         context.log_event(
-            dg.AssetMaterialization(asset_key=asset_key, partition=model_id, metadata=metadata)
+            dg.AssetMaterialization(
+                asset_key=asset_key,
+                partition=model_id,
+                metadata=metadata,
+                # The version the asset itself would record, so staleness does not depend on
+                # which job synced the model last.
+                tags={DATA_VERSION_TAG: data_version(metadata).value},
+            )
         )
     if failed:
         raise dg.Failure(
-            description=f"{len(failed)} of {len(ids)} data models failed: {', '.join(failed)}",
+            description=f"{len(failed)} of {len(rows)} data models failed: {', '.join(failed)}",
             allow_retries=False,
         )

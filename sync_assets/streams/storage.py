@@ -164,6 +164,13 @@ class Buckets:
     def exists(self, key: str) -> bool:
         return self.fs.exists(self._fresh(key))
 
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes; None when it is absent."""
+        try:
+            return int(self.fs.info(self._fresh(key))["size"])
+        except FileNotFoundError:
+            return None
+
     # -- staging and publishing --
 
     @contextmanager

@@ -95,6 +95,10 @@ NULL_MARK, SEPARATOR = "\x1e", "\x1f"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+class EngineMemoryError(RuntimeError):
+    """DuckDB needed more memory than `memory_limit` (and its spill) allows: no source fault."""
+
+
 class TooManyRejectedError(RuntimeError):
     """More rows failed to cast than the threshold allows; nothing was published."""
 
@@ -581,6 +585,12 @@ def transform(
                 return TransformResult(output, 0, 0, 0, seconds=time.monotonic() - started)
             written, rejected = _copy(con, model, source, output, options)
             samples = _samples(con, source) if rejected else []
+        except duckdb.OutOfMemoryException as exc:
+            raise EngineMemoryError(
+                f"data model {model.id!r}: DuckDB ran out of memory under memory_limit"
+                f" {settings.memory_limit!r} ({duckdb_message(exc, path)[:200]}); raise"
+                " ops.stream_parquet.config.memory_limit"
+            ) from None
         except duckdb.Error as exc:
             reason = duckdb_message(exc, path)
             if model.source_format == "csv" and INVALID_CSV_STATE in reason:

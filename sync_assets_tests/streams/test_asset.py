@@ -283,3 +283,63 @@ def test_a_source_replaced_while_it_is_read_is_not_published(
     names = sorted((r["name"] or "") for r in streams.rows("people"))
     assert names == sorted(r["name"] or "" for r in pq.read_table(io.BytesIO(before)).to_pylist())
     assert "x" not in names
+
+
+def step_failures(result: dg.ExecutionResult) -> list[str]:
+    """Each failed attempt: the final failure's message, and `retried` for each retry."""
+    events = result.all_events
+    retried = [e for e in events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    final = [
+        e.step_failure_data.error.message for e in events if e.event_type_value == "STEP_FAILURE"
+    ]
+    return ["retried"] * len(retried) + final
+
+
+@pytest.mark.parametrize(
+    "replacement", [b"", b"not parquet", None], ids=["emptied", "garbage", "removed"]
+)
+def test_a_published_file_changed_by_hand_is_rewritten_not_vouched_for(
+    streams, instance, replacement
+) -> None:
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    streams.materialize("people", instance)
+    if replacement is None:
+        streams.parquet("people").unlink()
+    else:
+        streams.parquet("people").write_bytes(replacement)
+    again = metadata_of(streams.materialize("people", instance))
+    assert again["skipped"] is False and again["bytes"] == streams.parquet("people").stat().st_size
+    assert sorted(r["id"] for r in streams.rows("people")) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("config", "fault"),
+    [
+        ({"memory_limit": "abc"}, "memory_limit 'abc' is not a size such as '400MB'"),
+        ({"threads": 0}, "threads 0 is below 1"),
+        ({"max_rejected_fraction": 1.5}, "max_rejected_fraction 1.5 is not in 0..1"),
+    ],
+)
+def test_bad_run_config_fails_once_naming_the_setting(streams, instance, config, fault) -> None:
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    request = streams.request("people")
+    tags = {"sync_assets/stream_sync_job_id": str(request)}
+    result = streams.materialize("people", instance, config=config, raise_on_error=False, tags=tags)
+    [message] = step_failures(result)
+    assert f"run config ops.stream_parquet.config: {fault}" in message
+    [(status, error)] = streams.query("SELECT status, error FROM streams.stream_sync_jobs")
+    assert status == "failed" and fault in error
+
+
+def test_running_out_of_memory_is_named_as_the_memory_limit(streams, instance) -> None:
+    """Not as an unreadable source, which would send the user to fix a good file."""
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    result = streams.materialize(
+        "people", instance, config={"memory_limit": "1KB"}, raise_on_error=False
+    )
+    [message] = step_failures(result)
+    assert "DuckDB ran out of memory under memory_limit '1KB'" in message
+    assert "cannot read the csv source" not in message

@@ -344,3 +344,38 @@ def test_the_demo_seed_and_the_all_models_job(streams, instance) -> None:
     assert not streams.parquet("archived-orders").exists()
     counts = dict(streams.query("SELECT id, row_count FROM streams.data_models"))
     assert counts == {**written, "archived-orders": None}
+    # The same data version the asset records, whichever job wrote the materialization.
+    versions = {
+        m.partition: m.tags.get("dagster/data_version")
+        for m in all_materializations(instance, result.run_id)
+    }
+    assert all(versions.values())
+    asset_run = streams.materialize("orders", instance)
+    assert (
+        asset_run.asset_materializations_for_node("stream_parquet")[0].tags["dagster/data_version"]
+        == versions["orders"]
+    )
+
+
+def all_materializations(instance, run_id: str) -> list[dg.AssetMaterialization]:
+    """What a run recorded, also when its step failed after some models."""
+    return [
+        entry.dagster_event.event_specific_data.materialization
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event and entry.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+    ]
+
+
+def test_the_all_models_job_counts_a_model_whose_id_is_unusable(streams, instance) -> None:
+    streams.write("sources/people.csv", CSV)
+    streams.model("people", "csv")
+    streams.query(
+        "INSERT INTO streams.data_models (id, source_uri, source_format, field_mappings)"
+        " SELECT 'bad id', source_uri, source_format, field_mappings FROM streams.data_models"
+        " RETURNING id"
+    )
+    job = all_defs.resolve_job_def("stream_sync_all_job")
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert [m.partition for m in all_materializations(instance, result.run_id)] == ["people"]
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "1 of 2 data models failed: bad id" in failure.step_failure_data.error.message
