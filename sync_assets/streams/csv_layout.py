@@ -69,8 +69,12 @@ def _first_record(
     bad byte in a row that shares the first buffer is left to DuckDB, which names its line.
     """
     with open_source() as raw:
-        stream = gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        text = io.TextIOWrapper(
+            _decompressed(raw, compression),
+            encoding="utf-8-sig",
+            errors="surrogateescape",
+            newline="",
+        )
         try:
             # Strict: a quote that never closes, or text after a closing quote, is an error
             # here (DuckDB would read no rows after such a header and report nothing).
@@ -103,7 +107,7 @@ def mixed_line_ends(open_source: Callable[[], IO[bytes]], compression: str) -> s
     """
     line, first, quoted, pending_cr = 1, None, False, False
     with open_source() as raw:
-        stream = gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
+        stream = _decompressed(raw, compression)
         while chunk := stream.read(1 << 20):
             if pending_cr:  # a CR that ended the last chunk: its LF may start this one
                 chunk = b"\r" + chunk
@@ -126,6 +130,10 @@ def mixed_line_ends(open_source: Callable[[], IO[bytes]], compression: str) -> s
         if pending_cr and not quoted and first not in (None, b"\r"):
             return f"line {line} ends with CR where the first line ends with {LINE_ENDS[first]}"
     return None
+
+
+def _decompressed(raw: IO[bytes], compression: str) -> IO[bytes]:
+    return gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
 
 
 def _header_error(model: DataModel, reason: str) -> SourceError:

@@ -161,9 +161,6 @@ class Buckets:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return f"{protocol}://{self.path(key)}", self.fs
 
-    def exists(self, key: str) -> bool:
-        return self.fs.exists(self._fresh(key))
-
     def size(self, key: str) -> int | None:
         """The object's size in bytes; None when it is absent."""
         try:
