@@ -6,18 +6,11 @@ memory stays flat however large the source is. A row whose value does not cast i
 the same pass counts the records it read (DuckDB's operator row counts), so the rejected count
 needs no second scan, and up to five rejected rows are sampled when there are any.
 
-`$_ref` (algorithm `md5-v1`) is the lowercase hex MD5 of the UTF-8 text made by joining, in
-`ref_fields` order, each ref field's canonical text with U+001F; a NULL is U+001E. Canonical
-text: integer -> decimal digits (`-42`); number -> the shortest text that round-trips the
-double (Python's `repr(float)`: `0.1`, `1e+16`, `100.0`); text -> itself; boolean -> `true` /
-`false`; date -> `YYYY-MM-DD`; timestamp -> microseconds since 1970-01-01T00:00:00Z as an
-integer. `ref_hash` below is the reference implementation for consumers.
+`$_ref` is defined, and built in SQL, in `row_ref`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import re
 import time
@@ -35,6 +28,7 @@ from sync_assets.core.analytics import duckdb_connection, ident, literal
 from sync_assets.core.redaction import redact
 from sync_assets.streams.csv_layout import mixed_line_ends, read_csv_layout
 from sync_assets.streams.models import REF_COLUMN, DataModel, FieldMapping
+from sync_assets.streams.row_ref import number_as_written_sql, plain_digits_sql, ref_sql
 from sync_assets.streams.source_errors import SourceError, duckdb_message
 
 DUCKDB_TYPES = {
@@ -91,10 +85,6 @@ def parquet_options(version: str = "v2") -> str:
     )
 
 
-NULL_MARK, SEPARATOR = "\x1e", "\x1f"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 class EngineMemoryError(RuntimeError):
     """DuckDB needed more memory than `memory_limit` (and its spill) allows: no source fault."""
 
@@ -131,35 +121,6 @@ class TransformResult:
         return self.rows_rejected / self.rows_read if self.rows_read else 0.0
 
 
-# --- the reference implementation of `$_ref` -------------------------------------------------
-
-
-def canonical_text(value: Any, kind: str) -> str:
-    """The text a value contributes to `$_ref` (see the module docstring)."""
-    if value is None:
-        return NULL_MARK
-    if kind == "integer":
-        return str(int(value))
-    if kind == "number":
-        return repr(float(value))
-    if kind == "boolean":
-        return "true" if value else "false"
-    if kind == "date":
-        return value.isoformat()
-    if kind == "timestamp":
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        delta = value - EPOCH
-        return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
-    return str(value)
-
-
-def ref_hash(values: Sequence[Any], kinds: Sequence[str]) -> str:
-    """`$_ref` of one row from its ref fields' typed values, in `ref_fields` order."""
-    text = SEPARATOR.join(canonical_text(v, k) for v, k in zip(values, kinds, strict=True))
-    return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 (an id, not security)
-
-
 # --- SQL building ----------------------------------------------------------------------------
 
 
@@ -177,7 +138,7 @@ def _from_text(kind: str, text: str) -> str:
         # for the rows still undecided), and from 2**53 up, where a double has no room for a
         # fraction, a '.' may only be followed by zeros (and an exponent that is not negative).
         return (
-            f"CASE WHEN CAST({as_int} AS VARCHAR) = {text} THEN {as_int}"
+            f"CASE WHEN {plain_digits_sql(text)} THEN {as_int}"
             f" WHEN {as_int} = {as_double} AND abs({as_double}) < 9007199254740992 THEN {as_int}"
             f" WHEN {as_int} = {as_double} AND (NOT contains({text}, '.')"
             f" OR regexp_full_match(trim({text}), '[+-]?[0-9]+[.]0*([eE][+]?[0-9]+)?'))"
@@ -187,9 +148,10 @@ def _from_text(kind: str, text: str) -> str:
         as_double = f"TRY_CAST({text} AS DOUBLE)"
         return f"CASE WHEN isfinite({as_double}) THEN {as_double} END"
     if kind == "timestamp":
-        # `YYYY-MM-DD HH:MM:SS` (or with `T`) has no room for an offset or a zone, so the plain
-        # TIMESTAMP parse (a third of the cost of the zone-aware one) gives the same instant in
-        # UTC; anything else, or a text that parse refuses, takes the zone-aware cast.
+        # `YYYY-MM-DD HH:MM:SS` (or with `T`, or any other character the plain parse refuses)
+        # has no room for an offset or a zone, so the plain TIMESTAMP parse (a third of the cost
+        # of the zone-aware one) gives the same instant in UTC; anything else, or a text that
+        # parse refuses, takes the zone-aware cast.
         zoned = f"TRY_CAST({text} AS TIMESTAMPTZ)"
         plain = f"make_timestamptz(epoch_us(TRY_CAST({text} AS TIMESTAMP)))"
         # Ruby's and Go's default text puts a space before the offset, and Go a zone name
@@ -199,8 +161,7 @@ def _from_text(kind: str, text: str) -> str:
         )
         return _representable(
             kind,
-            f"CASE WHEN {text} LIKE '____-__-__ __:__:__' OR {text} LIKE '____-__-__T__:__:__'"
-            f" THEN coalesce({plain}, {zoned}) ELSE coalesce({zoned}, {spaced}) END",
+            f"CASE WHEN {text} LIKE '____-__-_____:__:__' THEN coalesce({plain}, {zoned}) ELSE coalesce({zoned}, {spaced}) END",
         )
     if kind == "boolean":
         # The other types' casts ignore surrounding spaces; the BOOLEAN cast does not, so a
@@ -264,48 +225,6 @@ def _from_typed(kind: str, column: str, source_type: str) -> str:
     if kind == "timestamp" and base in TIME_TYPES:
         return _representable(kind, f"CAST({column} AS TIMESTAMPTZ)")
     return _from_text(kind, f"CAST({column} AS VARCHAR)")
-
-
-# A number's source text that is already its canonical text: no sign but '-', no exponent, no
-# superfluous zeros, at most 16 characters (so at most 15 significant digits, which a double
-# keeps exactly: the shortest round-trip text is then these digits) and at least 0.0001 (so
-# Python's repr does not switch to an exponent). Other texts are formatted from the double.
-CANONICAL_NUMBER = r"-?(0[.](0{0,3}[1-9]([0-9]*[1-9])?|0)|[1-9][0-9]*[.]([0-9]*[1-9]|0))"
-
-
-def _canonical_sql(kind: str, typed: str, raw_text: str | None = None) -> str:
-    if kind == "text":
-        text = typed
-    elif kind == "boolean":
-        text = f"CASE WHEN {typed} THEN 'true' WHEN NOT {typed} THEN 'false' END"
-    elif kind == "timestamp":
-        text = f"CAST(epoch_us({typed}) AS VARCHAR)"
-    elif kind == "number" and raw_text is not None:
-        # Formatting a double is the dearest part of the canonical text; most sources already
-        # write numbers canonically, and reusing that text gives the same characters.
-        text = (
-            f"CASE WHEN length({raw_text}) <= 16"
-            f" AND regexp_full_match({raw_text}, {literal(CANONICAL_NUMBER)})"
-            f" THEN {raw_text} ELSE CAST({typed} AS VARCHAR) END"
-        )
-    else:
-        text = f"CAST({typed} AS VARCHAR)"
-    return f"coalesce({text}, chr(30))"
-
-
-def ref_sql(
-    model: DataModel,
-    typed_column: Callable[[FieldMapping], str],
-    raw_text: Callable[[FieldMapping], str | None] = lambda m: None,
-) -> str:
-    """`$_ref` over typed columns; `raw_text` gives a field's source text where there is one."""
-    by_target = {m.target: m for m in model.mappings}
-    parts = [
-        _canonical_sql(by_target[r].type, typed_column(by_target[r]), raw_text(by_target[r]))
-        for r in model.ref_fields
-    ]
-    # concat with the separators spelled out: the same text as concat_ws, built faster.
-    return f"md5(concat({', chr(31), '.join(parts)}))"
 
 
 # --- reading the source ----------------------------------------------------------------------
@@ -635,18 +554,15 @@ def _copy(
         for i, m in enumerate(model.mappings)
         if m in source.rejectable
     )
-    inner = f"SELECT {typed_cols}{', ' + raws if raws else ''} FROM {source.reader}"  # noqa: S608
+    written_columns, written = _as_written(model, source)
+    extra = "".join(f", {c}" for c in [raws, *written_columns] if c)
+    inner = f"SELECT {typed_cols}{extra} FROM {source.reader}"  # noqa: S608
     checks = " OR ".join(
         _rejected_sql(source, f"r{position[m.target]}", f"t{position[m.target]} IS NULL")
         for m in source.rejectable
     )
     outputs = [f"t{i} AS {ident(m.target)}" for i, m in enumerate(model.mappings)]
-    kept_raw = {m.target for m in source.rejectable} if source.raw_is_text else set()
-    ref = ref_sql(
-        model,
-        lambda m: f"t{position[m.target]}",
-        lambda m: f"r{position[m.target]}" if m.target in kept_raw else None,
-    )
+    ref = ref_sql(model, lambda m: f"t{position[m.target]}", lambda m: written.get(m.target))
     outputs.append(f"{ref} AS {ident(REF_COLUMN)}")
     query = f"SELECT {', '.join(outputs)} FROM ({inner}) WHERE NOT ({checks or 'false'})"  # noqa: S608
     # The filter reads the typed columns the projection below it computed. Pushed down, it
@@ -668,6 +584,29 @@ def _copy(
         counted = con.execute(f"SELECT count(*) FROM {source.reader}", source.params).fetchone()  # noqa: S608
         total = int(counted[0]) if counted else written
     return written, total - written
+
+
+def _as_written(model: DataModel, source: _Source) -> tuple[list[str], dict[str, str]]:
+    """Where a ref field's source text is already its canonical text, `$_ref` uses it as it is.
+
+    Returns the columns the projection beside the casts adds, and per ref field the expression
+    (over the columns above the filter) of its source text where that text is canonical, NULL
+    elsewhere: an integer in plain digits (the integer cast's own test, computed once for
+    both), a number matching `CANONICAL_NUMBER`.
+    """
+    if not source.raw_is_text:
+        return [], {}
+    columns: list[str] = []
+    written: dict[str, str] = {}
+    refs = set(model.ref_fields)
+    for i, mapping in enumerate(model.mappings):
+        raw = source.raw[mapping.target]
+        if mapping.target in refs and mapping.type == "integer":
+            columns.append(f"CASE WHEN {plain_digits_sql(raw)} THEN {raw} END AS w{i}")
+            written[mapping.target] = f"w{i}"
+        elif mapping.target in refs and mapping.type == "number":
+            written[mapping.target] = f"CASE WHEN {number_as_written_sql(f'r{i}')} THEN r{i} END"
+    return columns, written
 
 
 def _rejected_sql(source: _Source, raw: str, failed: str) -> str:

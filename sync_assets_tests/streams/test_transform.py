@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from sync_assets.streams.models import ModelDefinitionError, parse_model
+from sync_assets.streams.row_ref import ref_hash
 from sync_assets.streams.transform import (
     EngineSettings,
     SourceError,
     TooManyRejectedError,
     TransformResult,
     _scanned_rows,
-    ref_hash,
     transform,
 )
 from sync_assets_tests.streams.conftest import COLUMNS, CSV, RECORDS, mappings
@@ -485,6 +485,50 @@ def test_number_refs_use_the_shortest_round_trip_text(tmp_path: Path) -> None:
         assert refs[i] == ref_hash([i, float(text)], ["integer", "number"]), text
 
 
+AS_WRITTEN_FIELDS = [("k", "integer"), ("a", "number"), ("m", "number"), ("d", "date")]
+
+
+def as_written_source(fmt: str) -> str:
+    """Rows written canonically (plain digits, shortest numbers, ISO dates), money with two
+    decimals, and rows written every other way a value can be written."""
+    usual = [
+        (str(i), f"{i}.5", f"{i}.{i % 100:02d}", f"2024-01-{i % 28 + 1:02d}") for i in range(1000)
+    ]
+    odd = [
+        ("0001001", "1.50", "3.10", " 2024-01-02"),
+        (" 1002 ", "1e3", "0.00001", "2024-01-02 "),
+        ("+1003", "", "", ""),
+        ("1004", "12345678901234567", "-0.0", "2024-02-29"),
+        ("1005", "+3.5", "0.1", "0099-12-31"),
+        ("1006", ".5", "100", "2024-01-02"),
+        ("1007", "-0.00012", "1234567890123.45", "2024-01-02"),
+    ]
+    rows = usual + odd + usual[:50]
+    names = [n for n, _ in AS_WRITTEN_FIELDS]
+    if fmt == "csv":
+        return ",".join(names) + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    return "".join(json.dumps(dict(zip(names, r, strict=True))) + "\n" for r in rows)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_refs_from_source_texts_reused_as_written_match_the_values(tmp_path, fmt) -> None:
+    """Where an integer's or a number's source text is its canonical text, `$_ref` uses the
+    text as it is, and formats the value elsewhere: every row's ref is its values' ref."""
+    content = as_written_source(fmt)
+    result = run(tmp_path, fmt, content, mappings(AS_WRITTEN_FIELDS))
+    rows = read(result)
+    assert result.rows_rejected == 0 and len(rows) == 1057
+    kinds = [t for _, t in AS_WRITTEN_FIELDS]
+    for row in rows:
+        values = [row[n] for n, _ in AS_WRITTEN_FIELDS]
+        assert row["$_ref"] == ref_hash(values, kinds), values
+    odd = {r["k"]: r for r in rows if r["k"] > 1000}
+    assert odd[1001]["k"] == 1001 and odd[1001]["d"] == dt.date(2024, 1, 2)
+    assert odd[1002]["a"] == 1000.0 and odd[1002]["m"] == 0.00001
+    assert odd[1003]["a"] is None and odd[1003]["m"] is None and odd[1003]["d"] is None
+    assert odd[1005]["d"] == dt.date(99, 12, 31)
+
+
 def test_timestamps_are_the_instants_duckdb_reads_with_their_zone(tmp_path: Path) -> None:
     texts = [
         "2024-01-31 10:00:00",
@@ -503,6 +547,8 @@ def test_timestamps_are_the_instants_duckdb_reads_with_their_zone(tmp_path: Path
         "2024-02-30 10:00:00",
         "2024-01-31 10:00:0Z",
         "2024-01-31X10:00:00",
+        "2024-01-31t10:00:00",
+        "2024-01-31_10:00:00",
     ]
     content = "k,at\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts))
     fields = mappings([("k", "integer"), ("at", "timestamp")])

@@ -1,0 +1,105 @@
+"""`$_ref`, the row identity: its definition, a reference implementation, and its DuckDB SQL.
+
+`$_ref` (algorithm `md5-v1`) is the lowercase hex MD5 of the UTF-8 text made by joining, in
+`ref_fields` order, each ref field's canonical text with U+001F; a NULL is U+001E. Canonical
+text: integer -> decimal digits (`-42`); number -> the shortest text that round-trips the
+double (Python's `repr(float)`: `0.1`, `1e+16`, `100.0`); text -> itself; boolean -> `true` /
+`false`; date -> `YYYY-MM-DD`; timestamp -> microseconds since 1970-01-01T00:00:00Z as an
+integer. `ref_hash` is the reference implementation for consumers.
+
+The SQL builds the same text from the typed values, except where a field's source text is
+already its canonical text: most sources write integers and numbers canonically, and reusing
+the text saves formatting the value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sync_assets.core.analytics import literal
+from sync_assets.streams.models import DataModel, FieldMapping
+
+NULL_MARK, SEPARATOR = "\x1e", "\x1f"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def canonical_text(value: Any, kind: str) -> str:
+    """The text a value contributes to `$_ref` (see the module docstring)."""
+    if value is None:
+        return NULL_MARK
+    if kind == "integer":
+        return str(int(value))
+    if kind == "number":
+        return repr(float(value))
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind == "date":
+        return value.isoformat()
+    if kind == "timestamp":
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        delta = value - EPOCH
+        return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    return str(value)
+
+
+def ref_hash(values: Sequence[Any], kinds: Sequence[str]) -> str:
+    """`$_ref` of one row from its ref fields' typed values, in `ref_fields` order."""
+    text = SEPARATOR.join(canonical_text(v, k) for v, k in zip(values, kinds, strict=True))
+    return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 (an id, not security)
+
+
+# --- SQL -------------------------------------------------------------------------------------
+
+# A number's source text that is already its canonical text: no sign but '-', no exponent, no
+# superfluous zeros, at most 16 characters (so at most 15 significant digits, which a double
+# keeps exactly: the shortest round-trip text is then these digits) and at least 0.0001 (so
+# Python's repr does not switch to an exponent).
+CANONICAL_NUMBER = r"-?(0[.](0{0,3}[1-9]([0-9]*[1-9])?|0)|[1-9][0-9]*[.]([0-9]*[1-9]|0))"
+NUMBER_TEXT_LIMIT = 16
+
+
+def plain_digits_sql(text: str) -> str:
+    """TRUE where `text` is the BIGINT's own text: the integer's canonical text as written.
+
+    The integer cast tests this too, spelled the same, so DuckDB computes it once for both.
+    """
+    return f"CAST(TRY_CAST({text} AS BIGINT) AS VARCHAR) = {text}"
+
+
+def number_as_written_sql(text: str) -> str:
+    """TRUE where a number's source text is its canonical text (see `CANONICAL_NUMBER`)."""
+    return (
+        f"(length({text}) <= {NUMBER_TEXT_LIMIT}"
+        f" AND regexp_full_match({text}, {literal(CANONICAL_NUMBER)}))"
+    )
+
+
+def _formatted_sql(kind: str, typed: str) -> str:
+    """The canonical text of a typed value, formatted by DuckDB."""
+    if kind == "text":
+        return typed
+    if kind == "timestamp":
+        return f"CAST(epoch_us({typed}) AS VARCHAR)"
+    # BOOLEAN gives 'true'/'false'; DATE 'YYYY-MM-DD'; DOUBLE its shortest round-trip text.
+    return f"CAST({typed} AS VARCHAR)"
+
+
+def ref_sql(
+    model: DataModel,
+    typed_column: Callable[[FieldMapping], str],
+    written: Callable[[FieldMapping], str | None] = lambda m: None,
+) -> str:
+    """`$_ref` over typed columns; `written` gives a field's source text where that text is its
+    canonical text (NULL elsewhere, or None for no such text): it is used as it is."""
+    by_target = {m.target: m for m in model.mappings}
+    parts = []
+    for target in model.ref_fields:
+        mapping = by_target[target]
+        texts = [written(mapping), _formatted_sql(mapping.type, typed_column(mapping))]
+        parts.append(f"coalesce({', '.join(t for t in texts if t)}, chr(30))")
+    # concat with the separators spelled out: the same text as concat_ws, built faster.
+    return f"md5(concat({', chr(31), '.join(parts)}))"
