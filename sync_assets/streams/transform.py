@@ -161,7 +161,8 @@ def _from_text(kind: str, text: str) -> str:
         )
         return _representable(
             kind,
-            f"CASE WHEN {text} LIKE '____-__-_____:__:__' THEN coalesce({plain}, {zoned}) ELSE coalesce({zoned}, {spaced}) END",
+            f"CASE WHEN {text} LIKE '____-__-_____:__:__' THEN coalesce({plain}, {zoned})"
+            f" ELSE coalesce({zoned}, {spaced}) END",
         )
     if kind == "boolean":
         # The other types' casts ignore surrounding spaces; the BOOLEAN cast does not, so a
@@ -554,7 +555,7 @@ def _copy(
         for i, m in enumerate(model.mappings)
         if m in source.rejectable
     )
-    written_columns, written = _as_written(model, source)
+    written_columns, as_written = _as_written(model, source)
     extra = "".join(f", {c}" for c in [raws, *written_columns] if c)
     inner = f"SELECT {typed_cols}{extra} FROM {source.reader}"  # noqa: S608
     checks = " OR ".join(
@@ -562,7 +563,7 @@ def _copy(
         for m in source.rejectable
     )
     outputs = [f"t{i} AS {ident(m.target)}" for i, m in enumerate(model.mappings)]
-    ref = ref_sql(model, lambda m: f"t{position[m.target]}", lambda m: written.get(m.target))
+    ref = ref_sql(model, lambda m: f"t{position[m.target]}", lambda m: as_written.get(m.target))
     outputs.append(f"{ref} AS {ident(REF_COLUMN)}")
     query = f"SELECT {', '.join(outputs)} FROM ({inner}) WHERE NOT ({checks or 'false'})"  # noqa: S608
     # The filter reads the typed columns the projection below it computed. Pushed down, it
