@@ -8,7 +8,7 @@
    as large (the ratio of the two shows whether memory grows with the input).
 3. Where the sync's time goes: the same sync with `$_ref` left out, and with only its canonical
    text built (no MD5), in CPU seconds next to the plain COPY's, so the cost of each part of
-   `md5-v1` is measured in every run.
+   `md5-v2` is measured in every run.
 4. The old way for comparison: pandas reading the CSV in chunks and mapping, casting and
    hashing row by row, timed on a sample and given as a ratio of the plain COPY.
 

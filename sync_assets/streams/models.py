@@ -62,7 +62,7 @@ class DataModel:
             "format": self.source_format,
             "mappings": [[m.source, m.target, m.type] for m in self.mappings],
             "ref_fields": list(self.ref_fields),
-            "algorithm": "md5-v1",
+            "algorithm": "md5-v2",
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 

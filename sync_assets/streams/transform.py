@@ -28,7 +28,7 @@ from sync_assets.core.analytics import duckdb_connection, ident, literal
 from sync_assets.core.redaction import redact
 from sync_assets.streams.csv_layout import mixed_line_ends, read_csv_layout
 from sync_assets.streams.models import REF_COLUMN, DataModel, FieldMapping
-from sync_assets.streams.row_ref import number_as_written_sql, plain_digits_sql, ref_sql
+from sync_assets.streams.row_ref import plain_digits_sql, ref_sql
 from sync_assets.streams.source_errors import SourceError, duckdb_message
 
 DUCKDB_TYPES = {
@@ -588,12 +588,12 @@ def _copy(
 
 
 def _as_written(model: DataModel, source: _Source) -> tuple[list[str], dict[str, str]]:
-    """Where a ref field's source text is already its canonical text, `$_ref` uses it as it is.
+    """Where an integer ref field's source text is already its canonical text (plain digits),
+    `$_ref` uses it as it is.
 
     Returns the columns the projection beside the casts adds, and per ref field the expression
     (over the columns above the filter) of its source text where that text is canonical, NULL
-    elsewhere: an integer in plain digits (the integer cast's own test, computed once for
-    both), a number matching `CANONICAL_NUMBER`.
+    elsewhere. The test is the integer cast's own, computed once for both.
     """
     if not source.raw_is_text:
         return [], {}
@@ -605,8 +605,6 @@ def _as_written(model: DataModel, source: _Source) -> tuple[list[str], dict[str,
         if mapping.target in refs and mapping.type == "integer":
             columns.append(f"CASE WHEN {plain_digits_sql(raw)} THEN {raw} END AS w{i}")
             written[mapping.target] = f"w{i}"
-        elif mapping.target in refs and mapping.type == "number":
-            written[mapping.target] = f"CASE WHEN {number_as_written_sql(f'r{i}')} THEN r{i} END"
     return columns, written
 
 

@@ -10,12 +10,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from sync_assets.streams.models import ModelDefinitionError, parse_model
-from sync_assets.streams.row_ref import ref_hash
+from sync_assets.streams.row_ref import canonical_text, ref_hash
 from sync_assets.streams.transform import (
     EngineSettings,
     SourceError,
@@ -451,38 +452,71 @@ def test_the_scan_count_comes_from_the_profile_or_is_absent() -> None:
     assert _scanned_rows("{}") is None and _scanned_rows("not json") is None
 
 
-def test_number_refs_use_the_shortest_round_trip_text(tmp_path: Path) -> None:
-    texts = [
-        "0.1",
-        "100",
-        "100.0",
-        "1.50",
-        "-0.0",
-        "0.0",
-        "1e16",
-        "12345678901234567",
-        "0.0001",
-        "0.00001",
-        "123456789012345.6",
-        "12345678901234.5",
-        "0.30000000000000004",
-        "0.10",
-        "10.50",
-        "-0.00012",
-        "1.0e2",
-        "2.5e-3",
-        "-7.25",
-        "9007199254740993",
-        ".5",
-        "+3.5",
-        "1234.5678",
-        "0.12345678901234567",
-    ]
-    content = "k,v\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts))
-    result = run(tmp_path, "csv", content, mappings([("k", "integer"), ("v", "number")]))
+def test_a_numbers_canonical_text_is_its_bits_in_hex() -> None:
+    assert canonical_text(1.5, "number") == "3FF8000000000000"
+    assert canonical_text(-1.5, "number") == "BFF8000000000000"
+    assert canonical_text(0.1, "number") == "3FB999999999999A"
+    assert canonical_text(0.0, "number") == canonical_text(-0.0, "number") == "0"
+    assert canonical_text(5e-324, "number") == "1"  # the smallest subnormal: no leading zeros
+    assert canonical_text(7, "number") == canonical_text(7.0, "number") == "401C000000000000"
+
+
+def test_postgresql_recomputes_a_numbers_canonical_text(server_url: str) -> None:
+    """The expression docs/streams.md gives consumers in PostgreSQL."""
+    values = [1.5, -1.5, 0.1, 0.0, -0.0, 5e-324, 1.7976931348623157e308, -2.2250738585072014e-308]
+    with psycopg.connect(server_url) as conn:
+        texts = conn.execute(
+            "SELECT coalesce(nullif(upper(ltrim(encode(float8send(x + 0.0), 'hex'), '0')), ''),"
+            " '0') FROM unnest(%s::float8[]) WITH ORDINALITY AS t(x, i) ORDER BY i",
+            [values],
+        ).fetchall()
+    assert [t for (t,) in texts] == [canonical_text(v, "number") for v in values]
+
+
+NUMBER_TEXTS = [
+    "0.1",
+    "100",
+    "100.0",
+    "1.50",
+    "-0.0",
+    "0.0",
+    "1e16",
+    "12345678901234567",
+    "0.0001",
+    "0.00001",
+    "123456789012345.6",
+    "0.30000000000000004",
+    "-7.25",
+    "9007199254740993",
+    ".5",
+    "+3.5",
+    "0.12345678901234567",
+    "1.7976931348623157e308",
+    "-1.7976931348623157e308",
+    "5e-324",
+    "-2.2250738585072014e-308",
+    "1e-320",
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "parquet"])
+def test_number_refs_are_the_bits_of_the_double(tmp_path: Path, fmt: str) -> None:
+    """Every number, subnormals and the largest doubles included, from text or from a Parquet
+    DOUBLE, gives the ref of its value (-0.0 that of 0.0)."""
+    values = [float(t) for t in NUMBER_TEXTS]
+    if fmt == "csv":
+        content: str | bytes = "k,v\n" + "".join(f"{i},{t}\n" for i, t in enumerate(NUMBER_TEXTS))
+    elif fmt == "ndjson":
+        content = "".join(json.dumps({"k": i, "v": v}) + "\n" for i, v in enumerate(values))
+    else:
+        content = parquet_bytes([{"k": i, "v": v} for i, v in enumerate(values)])
+    result = run(tmp_path, fmt, content, mappings([("k", "integer"), ("v", "number")]))
     refs = {r["k"]: r["$_ref"] for r in read(result)}
-    for i, text in enumerate(texts):
-        assert refs[i] == ref_hash([i, float(text)], ["integer", "number"]), text
+    assert len(refs) == len(values)
+    for i, value in enumerate(values):
+        assert refs[i] == ref_hash([i, value], ["integer", "number"]), NUMBER_TEXTS[i]
+    negative_zero = NUMBER_TEXTS.index("-0.0")
+    assert refs[negative_zero] == ref_hash([negative_zero, 0.0], ["integer", "number"])
 
 
 AS_WRITTEN_FIELDS = [("k", "integer"), ("a", "number"), ("m", "number"), ("d", "date")]
@@ -512,8 +546,8 @@ def as_written_source(fmt: str) -> str:
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson"])
 def test_refs_from_source_texts_reused_as_written_match_the_values(tmp_path, fmt) -> None:
-    """Where an integer's or a number's source text is its canonical text, `$_ref` uses the
-    text as it is, and formats the value elsewhere: every row's ref is its values' ref."""
+    """Where an integer's source text is its canonical text, `$_ref` uses the text as it is,
+    and formats the value elsewhere: every row's ref is its values' ref."""
     content = as_written_source(fmt)
     result = run(tmp_path, fmt, content, mappings(AS_WRITTEN_FIELDS))
     rows = read(result)
