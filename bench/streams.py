@@ -29,7 +29,7 @@ from pathlib import Path
 from _common import bench_home, report
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000_000
-ROUNDS = 3  # the neighbours on a shared machine swing single rounds by 2x
+ROUNDS = 5  # the neighbours on a shared machine swing single rounds by 2x
 MEMORY_LIMIT_MB = 1024.0
 PANDAS_SAMPLE = 100_000
 FIELDS = [
