@@ -6,7 +6,7 @@ text: integer -> decimal digits (`-42`); number -> the 64 bits of the IEEE 754 d
 unsigned integer in uppercase hex without leading zeros, -0.0 taken as 0.0 (`1.5` ->
 `3FF8000000000000`, `0.0` -> `0`); text -> itself; boolean -> `true` / `false`; date ->
 `YYYY-MM-DD`; timestamp -> microseconds since 1970-01-01T00:00:00Z as an integer. `ref_hash`
-is the reference implementation for consumers.
+is the reference implementation for consumers, `postgres_ref_sql` the same in PostgreSQL.
 
 A number's bits, unlike its decimal text, are the same in every language (Python's `repr`,
 JavaScript's `toString` and Java's `Double.toString` write some doubles differently) and
@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sync_assets.core.analytics import ident
 from sync_assets.streams.models import DataModel, FieldMapping
 
 NULL_MARK, SEPARATOR = "\x1e", "\x1f"
@@ -54,7 +55,27 @@ def ref_hash(values: Sequence[Any], kinds: Sequence[str]) -> str:
     return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 (an id, not security)
 
 
-# --- SQL -------------------------------------------------------------------------------------
+# A ref field's canonical text in PostgreSQL (14 and later, where `extract` gives an exact
+# numeric), whatever the session's TimeZone and DateStyle.
+POSTGRES_TEXT = {
+    "integer": "{0}::text",
+    "number": "CASE WHEN {0}::float8 = 0 THEN '0'"
+    " ELSE upper(ltrim(encode(float8send({0}::float8), 'hex'), '0')) END",
+    "text": "{0}",
+    "boolean": "{0}::text",
+    "date": "to_char({0}, 'YYYY-MM-DD')",
+    "timestamp": "(extract(epoch FROM {0}) * 1000000)::bigint::text",
+}
+
+
+def postgres_ref_sql(fields: Sequence[tuple[str, str]]) -> str:
+    """`$_ref` as a PostgreSQL expression over columns named and typed as the ref fields
+    (`(name, kind)` in `ref_fields` order), for consumers that recompute it in the database."""
+    texts = [POSTGRES_TEXT[kind].format(ident(name)) for name, kind in fields]
+    return f"md5(concat_ws(chr(31), {', '.join(f'coalesce({t}, chr(30))' for t in texts)}))"
+
+
+# --- DuckDB SQL ------------------------------------------------------------------------------
 
 
 def plain_digits_sql(text: str) -> str:

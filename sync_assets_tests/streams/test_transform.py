@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sync_assets.streams.models import ModelDefinitionError, parse_model
-from sync_assets.streams.row_ref import canonical_text, ref_hash
+from sync_assets.streams.row_ref import canonical_text, postgres_ref_sql, ref_hash
 from sync_assets.streams.transform import (
     EngineSettings,
     SourceError,
@@ -461,16 +461,36 @@ def test_a_numbers_canonical_text_is_its_bits_in_hex() -> None:
     assert canonical_text(7, "number") == canonical_text(7.0, "number") == "401C000000000000"
 
 
-def test_postgresql_recomputes_a_numbers_canonical_text(server_url: str) -> None:
-    """The expression docs/streams.md gives consumers in PostgreSQL."""
-    values = [1.5, -1.5, 0.1, 0.0, -0.0, 5e-324, 1.7976931348623157e308, -2.2250738585072014e-308]
-    with psycopg.connect(server_url) as conn:
-        texts = conn.execute(
-            "SELECT coalesce(nullif(upper(ltrim(encode(float8send(x + 0.0), 'hex'), '0')), ''),"
-            " '0') FROM unnest(%s::float8[]) WITH ORDINALITY AS t(x, i) ORDER BY i",
-            [values],
-        ).fetchall()
-    assert [t for (t,) in texts] == [canonical_text(v, "number") for v in values]
+PG_RECOMPUTE_CSV = """id,name,amount,active,day,at
+1,Ann,1.5,true,2024-01-02,2024-01-02T03:04:05Z
+2,"Bo, ""the"" builder",-0.25,false,2024-02-29,2024-02-29 22:59:59.5+00
+3,,,,,
+4,"",-0.0,true,0099-12-31,1969-12-31T23:59:59.999999Z
+5,Zoë,5e-324,false,9999-12-31,2038-01-19 03:14:08.123456-05:00
+6,x,1.7976931348623157e308,true,1970-01-01,1970-01-01 00:00:00
+7,y,-0.1,,2000-02-29,
+"""
+
+
+def test_postgresql_recomputes_every_rows_ref(tmp_path: Path, database_url: str) -> None:
+    """`postgres_ref_sql`, over the typed rows loaded into PostgreSQL, gives each row's `$_ref`
+    whatever the session's time zone and date style."""
+    result = run(tmp_path, "csv", PG_RECOMPUTE_CSV)
+    rows = read(result)
+    assert len(rows) == 7
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET TimeZone = 'America/New_York'")
+        conn.execute("SET DateStyle = 'SQL, DMY'")
+        conn.execute(
+            "CREATE TABLE t (id bigint, name text, amount float8, active boolean, day date,"
+            " at timestamptz)"
+        )
+        with conn.cursor().copy("COPY t FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c, _ in COLUMNS])
+        ref = postgres_ref_sql(COLUMNS)  # identifiers quoted by it
+        recomputed = conn.execute(f"SELECT id, {ref} FROM t").fetchall()  # noqa: S608
+    assert dict(recomputed) == {r["id"]: r["$_ref"] for r in rows}
 
 
 NUMBER_TEXTS = [
