@@ -26,6 +26,8 @@ from sync_assets.core.analytics import ident
 from sync_assets.streams.models import DataModel, FieldMapping
 
 NULL_MARK, SEPARATOR = "\x1e", "\x1f"
+# The same two characters in SQL (DuckDB and PostgreSQL both spell them so).
+NULL_SQL, SEPARATOR_SQL = f"chr({ord(NULL_MARK)})", f"chr({ord(SEPARATOR)})"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -72,7 +74,8 @@ def postgres_ref_sql(fields: Sequence[tuple[str, str]]) -> str:
     """`$_ref` as a PostgreSQL expression over columns named and typed as the ref fields
     (`(name, kind)` in `ref_fields` order), for consumers that recompute it in the database."""
     texts = [POSTGRES_TEXT[kind].format(ident(name)) for name, kind in fields]
-    return f"md5(concat_ws(chr(31), {', '.join(f'coalesce({t}, chr(30))' for t in texts)}))"
+    parts = ", ".join(f"coalesce({t}, {NULL_SQL})" for t in texts)
+    return f"md5(concat_ws({SEPARATOR_SQL}, {parts}))"
 
 
 # --- DuckDB SQL ------------------------------------------------------------------------------
@@ -102,7 +105,7 @@ def _formatted_sql(kind: str, typed: str) -> str:
 def ref_sql(
     model: DataModel,
     typed_column: Callable[[FieldMapping], str],
-    written: Callable[[FieldMapping], str | None] = lambda m: None,
+    written: Callable[[FieldMapping], str | None],
 ) -> str:
     """`$_ref` over typed columns; `written` gives a field's source text where that text is its
     canonical text (NULL elsewhere, or None for no such text): it is used as it is."""
@@ -111,6 +114,6 @@ def ref_sql(
     for target in model.ref_fields:
         mapping = by_target[target]
         texts = [written(mapping), _formatted_sql(mapping.type, typed_column(mapping))]
-        parts.append(f"coalesce({', '.join(t for t in texts if t)}, chr(30))")
+        parts.append(f"coalesce({', '.join(t for t in texts if t)}, {NULL_SQL})")
     # concat with the separators spelled out: the same text as concat_ws, built faster.
-    return f"md5(concat({', chr(31), '.join(parts)}))"
+    return f"md5(concat({f', {SEPARATOR_SQL}, '.join(parts)}))"
