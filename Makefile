@@ -3,16 +3,28 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.12 || command -v python3.13 || ls -d $$HOME/.pyenv/versions/3.1[23]*/bin/python 2>/dev/null | head -1)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | md5sum | cut -c1-8)
+# uv installs the exact versions in uv.lock; when it is not on PATH, the pinned release is
+# installed once into .tools/uv (pip's own bootstrap, the only thing pip installs).
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/uv/bin/uv)
+EXTRAS := --extra test --extra bench --extra celery --extra s3
 
-.PHONY: demo dev test lint bench clean setup browser
+.PHONY: demo dev test lint bench clean setup browser lock
 
-$(STAMP): pyproject.toml
+.tools/uv/bin/uv:
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or 3.13 not found (pyenv install 3.12)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(PYTHON) -m venv .tools/uv
+	.tools/uv/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	@test -n "$(PYTHON)" || { echo "Python 3.12 or 3.13 not found (pyenv install 3.12)"; exit 1; }
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet --python $(PYTHON) $(EXTRAS)
 	rm -f $(VENV)/.installed-* && touch $@
+
+# After changing dependencies in pyproject.toml: resolve them again into uv.lock.
+lock: | $(UV)
+	$(UV) lock --python $(PYTHON)
 
 setup: $(STAMP)
 
