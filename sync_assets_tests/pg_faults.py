@@ -31,19 +31,22 @@ ORDER BY a.backend_start LIMIT 1
 
 @dataclass
 class KilledBackend:
-    """What the watcher terminated: the backend's pid and the statement it was waiting in."""
+    """What the watcher terminated: how many backends, the last one's pid and the statement it
+    was waiting in."""
 
     pid: int | None = None
     query: str = ""
+    count: int = 0
     errors: list[BaseException] = field(default_factory=list)
 
 
 @contextmanager
 def backend_killed_mid_write(
-    url: str, table: str, *, mode: str = "SHARE", timeout: float = 120.0
+    url: str, table: str, *, mode: str = "SHARE", kills: int = 1, timeout: float = 120.0
 ) -> Iterator[KilledBackend]:
-    """Within the block, the first backend that waits to write `table` (schema-qualified) is
-    terminated; the block must then see its sync fail. Raises if no backend ever waited."""
+    """Within the block, the first `kills` backends that wait to write `table` (schema-qualified)
+    are terminated (one after the other: a retry's backend waits again), then the lock is let
+    go; the block must then see its sync fail. Raises if fewer backends ever waited."""
     holder = psycopg.connect(url)
     killed = KilledBackend()
     done = threading.Event()
@@ -58,20 +61,23 @@ def backend_killed_mid_write(
 
         def waiter(watcher: psycopg.Connection) -> tuple[int, str] | None:
             if done.is_set():
-                raise AssertionError(f"the block ended before any backend waited on {table}")
+                raise AssertionError(
+                    f"the block ended after {killed.count} of {kills} backends waited on {table}"
+                )
             return watcher.execute(WAITERS, (relation, holder_pid)).fetchone()
 
         def watch() -> None:
             try:
                 with psycopg.connect(url, autocommit=True) as watcher:
-                    pid, query = wait_for(
-                        lambda: waiter(watcher),
-                        timeout,
-                        f"a backend waiting to write {table}",
-                        0.05,
-                    )
-                    killed.pid, killed.query = pid, query
-                    watcher.execute("SELECT pg_terminate_backend(%s, %s)", (pid, TERMINATE_WAIT_MS))
+                    for _ in range(kills):
+                        pid, query = wait_for(
+                            lambda: waiter(watcher), timeout, f"a backend waiting on {table}", 0.05
+                        )
+                        killed.pid, killed.query = pid, query
+                        killed.count += 1
+                        watcher.execute(
+                            "SELECT pg_terminate_backend(%s, %s)", (pid, TERMINATE_WAIT_MS)
+                        )
             except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
                 killed.errors.append(exc)
             finally:
