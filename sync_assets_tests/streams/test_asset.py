@@ -204,10 +204,10 @@ def test_secrets_stay_out_of_logs_and_event_storage(
     assert len(retries) == 2
     captured = capfd.readouterr()
     assert secret not in captured.out + captured.err
-    records = pg_instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.STEP_FAILURE)
-    )
-    assert records
+    failures = pg_instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+    ).records
+    assert failures
     logs = pg_instance.all_logs(result.run_id)
     assert any("127.0.0.1" in repr(entry) for entry in logs)  # the error is there, redacted
     assert all(secret not in repr(entry) for entry in logs)

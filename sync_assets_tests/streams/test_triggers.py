@@ -20,6 +20,7 @@ from sync_assets.streams.jobs import (
     stream_sync_jobs_sensor,
     stream_sync_schedule,
 )
+from sync_assets_tests.processes import wait_for
 from sync_assets_tests.streams.conftest import CSV, Streams, mappings
 
 
@@ -224,7 +225,21 @@ def test_a_retried_attempt_is_not_reported_as_a_final_failure(streams, instance)
         )
     holder = streams.db.advisory_lock("stream_parquet:people")
     holder.__enter__()  # another run holds the model when the first attempt starts
-    release = threading.Timer(0.5, holder.__exit__, (None, None, None))
+
+    def release_after_the_first_attempt_failed() -> None:
+        try:
+            wait_for(
+                lambda: any(
+                    (error or "").startswith("attempt 1 failed")
+                    for _, error in streams.query("SELECT * FROM streams.request_history")
+                ),
+                timeout=120,
+                what="the first attempt to fail on the lock",
+            )
+        finally:
+            holder.__exit__(None, None, None)
+
+    release = threading.Thread(target=release_after_the_first_attempt_failed)
     release.start()
     job = all_defs.resolve_job_def("stream_sync_job")
     result = job.execute_in_process(
