@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
+from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.http import ApiError
 from sync_assets.core.postgres import LockBusyError, PostgresResource
 from sync_assets.core.redaction import redact
@@ -15,6 +16,7 @@ from sync_assets.core.settings import MissingSettingError
 from sync_assets.core.validation import TooManyInvalidError
 from sync_assets.football import tables
 from sync_assets.football.client import (
+    API_FOOTBALL_POOL,
     FootballApiResource,
     ProviderAnswerError,
     ProviderKeyError,
@@ -75,10 +77,12 @@ class FootballSyncConfig(dg.Config):
             kinds=KINDS,
             skippable=True,
             freshness_policy=FRESHNESS,
+            tags=asset_tags(table=f"football.{name}", provider=API_FOOTBALL_POOL),
         )
         for name in tables.TABLES
     ],
     can_subset=False,
+    pool=API_FOOTBALL_POOL,
 )
 def football_sync(
     context: dg.AssetExecutionContext,
@@ -213,7 +217,12 @@ CHECK_QUERIES: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 CHECK_SPECS = [
-    dg.AssetCheckSpec(name, asset=table, description=description)
+    dg.AssetCheckSpec(
+        name,
+        asset=table,
+        description=description,
+        metadata=check_metadata(domain="football", table=f"football.{table}"),
+    )
     for table, checks in CHECK_QUERIES.items()
     for name, description, _ in checks
 ]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 from dagster import DagsterEventType
 
+from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.redaction import redact
 from sync_assets.core.settings import MissingSettingError
 from sync_assets.stats import computations
@@ -44,6 +45,7 @@ def table_spec(spec: computations.TableSpec) -> dg.AssetSpec:
         description=spec.description,
         deps=CLUB_KEYS,
         metadata={"seed_function": spec.seed_function, "cache_tag": spec.cache_tag},
+        tags=asset_tags(table=f"stats.{spec.name}"),
         skippable=True,
     )
 
@@ -125,6 +127,7 @@ def table_result(
             CACHE_CHECK,
             asset=spec.name,
             description=f"The app accepted the cache tag `{spec.cache_tag}`.",
+            metadata=check_metadata(domain="stats", table=f"stats.{spec.name}"),
         )
         for spec in TABLES
     ],

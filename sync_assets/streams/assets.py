@@ -15,6 +15,7 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from pydantic import Field
 
+from sync_assets.core.domain import asset_tags
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.redaction import redact
 from sync_assets.core.storage import ObjectStorageResource
@@ -336,6 +337,7 @@ def _mark(db: PostgresResource, request: RequestRef | None, status: str, **field
     partitions_def=stream_models,
     group_name="streams",
     kinds={"duckdb", "parquet"},
+    tags=asset_tags(table="streams.parquet"),
     retry_policy=RETRY_POLICY,
 )
 def stream_parquet(

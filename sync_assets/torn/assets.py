@@ -13,6 +13,7 @@ import psycopg
 from dagster import DagsterRunStatus
 from pydantic import Field
 
+from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.per_item import (
     FAILED,
     SUCCEEDED,
@@ -25,6 +26,7 @@ from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.upsert import upsert_rows
 from sync_assets.core.validation import validate_frame
 from sync_assets.torn.client import (
+    TORN_API_POOL,
     TornApiResource,
     TornSession,
     TornUnavailableError,
@@ -99,6 +101,8 @@ class FailureTally:
 @dg.asset(
     group_name="torn",
     kinds={"python", "postgres"},
+    tags=asset_tags(table="torn.user_data", provider=TORN_API_POOL),
+    pool=TORN_API_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             FAILED_SHARE_CHECK,
@@ -107,6 +111,7 @@ class FailureTally:
                 "No more than `warn_failed_share` (10%) of users failed to sync"
                 " (or were not reached: Torn stopped the batch)."
             ),
+            metadata=check_metadata(domain="torn", table="torn.user_data"),
         )
     ],
 )
