@@ -47,6 +47,9 @@ def table_spec(spec: computations.TableSpec) -> dg.AssetSpec:
         metadata={"seed_function": spec.seed_function, "cache_tag": spec.cache_tag},
         tags=asset_tags(table=f"stats.{spec.name}"),
         skippable=True,
+        # Refreshed when a club table's observed version moves (club_tables_sensor), as well as
+        # by the app's queue.
+        automation_condition=dg.AutomationCondition.eager(),
     )
 
 
