@@ -10,7 +10,7 @@ from pydantic import Field
 
 from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.http import ApiError
-from sync_assets.core.postgres import LockBusyError, PostgresResource
+from sync_assets.core.postgres import LockBusyError, PostgresResource, ensure_schema
 from sync_assets.core.redaction import redact
 from sync_assets.core.settings import MissingSettingError
 from sync_assets.core.validation import TooManyInvalidError
@@ -105,7 +105,7 @@ def football_sync(
             waited = time.monotonic() - lock_started
             # Under the lock: CREATE INDEX IF NOT EXISTS locks its table even when the index
             # exists, so DDL beside another sync's open transaction would wait for it.
-            tables.apply_schema(football_db)
+            ensure_schema(football_db, tables.apply_schema)
             countries = session.download("countries")
             leagues = session.download("leagues")
             for warning in session.warnings:
@@ -233,7 +233,7 @@ def football_table_checks(
     context: dg.AssetCheckExecutionContext, football_db: PostgresResource
 ) -> Iterator[dg.AssetCheckResult]:
     """Tables not empty, slugs unique, and every foreign key pointing at an existing row."""
-    tables.apply_schema(football_db)
+    ensure_schema(football_db, tables.apply_schema)
     selected = context.selected_asset_check_keys
     with football_db.connect() as conn:
         for table, checks in CHECK_QUERIES.items():

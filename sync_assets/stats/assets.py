@@ -3,7 +3,6 @@ which computes the selected tables; each is then replaced in its own transaction
 once. A table that fails keeps its old rows and stops no other; the step then
 fails naming it, and its retry (the retry policy) replaces only the tables still missing."""
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -11,6 +10,7 @@ import dagster as dg
 from dagster import DagsterEventType
 
 from sync_assets.core.domain import asset_tags, check_metadata
+from sync_assets.core.postgres import ensure_schema
 from sync_assets.core.redaction import redact
 from sync_assets.core.settings import MissingSettingError
 from sync_assets.stats import computations
@@ -23,18 +23,6 @@ RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=1.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 CACHE_CHECK = "cache_revalidated"
-
-_schema_applied: set[str] = set()
-_schema_lock = threading.Lock()
-
-
-def ensure_schema(db: StatsDatabase) -> None:
-    """Apply the stats DDL once per database per process."""
-    url = db.url()
-    with _schema_lock:
-        if url not in _schema_applied:
-            computations.apply_schema(db)
-            _schema_applied.add(url)
 
 
 def table_spec(spec: computations.TableSpec) -> dg.AssetSpec:
@@ -146,7 +134,7 @@ def stats_tables(
     names = [s.name for s in TABLES if s.name in selected - already_materialized(context)]
     try:
         stats_app.check_settings(context.log)
-        ensure_schema(stats_db)
+        ensure_schema(stats_db, computations.apply_schema)
         outcomes = refresh_tables(stats_db, names, connections=stats_db.refresh_connections)
         failed: dict[str, str] = {}
         for outcome in outcomes:

@@ -10,7 +10,7 @@ from pydantic import Field
 from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.http import ApiError
 from sync_assets.core.per_item import ItemResult, PerItemReport, StopBatch, run_per_item
-from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.steam import tables
 from sync_assets.steam.app_list import KEY_SETTING, LEGACY_SOURCE, AppListError, AppListReader
 from sync_assets.steam.client import (
@@ -72,7 +72,7 @@ def steam_app_catalog(
 ) -> dg.MaterializeResult:
     """Every app the Steam Web API lists; apps that leave the list are kept and marked."""
     started = time.monotonic()
-    tables.apply_schema(steam_db)
+    ensure_schema(steam_db, tables.apply_schema)
     seen_at = dt.datetime.now(dt.UTC)
     reader = steam_api.app_list()
     if reader.report.source == LEGACY_SOURCE:
@@ -137,7 +137,7 @@ def steam_app_details(
     steam_db: PostgresResource,
 ) -> dg.MaterializeResult:
     """Store details of the next batch of apps, fetched under the store's rate limit."""
-    tables.apply_schema(steam_db)
+    ensure_schema(steam_db, tables.apply_schema)
     requests, seconds = _rate_limit(config, steam_store)
     with steam_db.advisory_lock("steam_app_details"), steam_db.connect(autocommit=True) as conn:
         batch = tables.select_batch(conn, config.batch_size, config.max_consecutive_errors)
@@ -259,7 +259,7 @@ def _count(db: PostgresResource, query: str) -> int:
 )
 def steam_synced_apps_have_details(steam_db: PostgresResource) -> dg.AssetCheckResult:
     """Apps recorded as synced (and not as unavailable) all have a row in app_details."""
-    tables.apply_schema(steam_db)
+    ensure_schema(steam_db, tables.apply_schema)
     missing = _count(
         steam_db,
         "SELECT count(*) FROM app_sync_status s LEFT JOIN app_details d USING (appid)"

@@ -22,7 +22,7 @@ from sync_assets.core.per_item import (
     StopBatch,
     run_per_item,
 )
-from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.core.upsert import upsert_rows
 from sync_assets.core.validation import validate_frame
 from sync_assets.torn.client import (
@@ -74,6 +74,11 @@ class UserSyncConfig(dg.Config):
 
 
 def apply_schema(db: PostgresResource) -> None:
+    """Create torn.user_data (once per process and database: core.postgres.ensure_schema)."""
+    ensure_schema(db, _create_tables)
+
+
+def _create_tables(db: PostgresResource) -> None:
     db.apply_ddl(resources.files("sync_assets.torn").joinpath("schema.sql").read_text())
 
 
