@@ -7,11 +7,11 @@ stats refresh clicked in the UI from seconds into minutes.
 """
 
 import dagster as dg
-from dagster._core.definitions.executor_definition import (
+
+from sync_assets.core.dagster_internals import (
     IN_PROC_CONFIG,
     MULTI_PROC_CONFIG,
     _get_default_executor_requirements,
-    multi_or_in_process_executor,
 )
 
 
@@ -24,4 +24,4 @@ from dagster._core.definitions.executor_definition import (
     requirements=_get_default_executor_requirements,
 )
 def in_process_by_default_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
-    return multi_or_in_process_executor.executor_creation_fn(init_context)
+    return dg.multi_or_in_process_executor.executor_creation_fn(init_context)

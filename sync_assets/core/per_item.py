@@ -48,6 +48,8 @@ A chunk whose commit raises is committed again in halves, down to single items, 
 the database refuses (a NUL character in a text, a number too big for its column) is recorded
 as failed instead of failing every batch that picks it up first. When even that failure cannot
 be recorded, the fault is not the item's (the database is down) and the error propagates.
+An operational error (the connection lost, the server shutting down, the disk full) is never an
+item's fault: it propagates at once, with the database's own message.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dagster._core.errors import DagsterExecutionInterruptedError
+import psycopg
+from dagster import DagsterExecutionInterruptedError
 
 from sync_assets.core.redaction import redact
 
@@ -188,6 +191,8 @@ def _commit_isolating[T](
     """`commit(chunk)`; when it raises, the halves, down to the single items at fault."""
     try:
         return list(commit(chunk) or [])
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        raise  # the database or the connection failed: halving the chunk cannot help
     except Exception as exc:  # noqa: BLE001 - narrowed down below, re-raised if not the items'
         error = redact(f"{type(exc).__name__}: {exc}")
         if len(chunk) == 1:

@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from psycopg import sql
 
+from sync_assets.core.dagster_internals import DATA_VERSION_TAG
 from sync_assets.stats.club_checks import CLUB_KEYS, CLUB_SPECS
 from sync_assets.stats.computations import CLUB_TABLES, check_club_tables
 from sync_assets.stats.resources import StatsDatabase

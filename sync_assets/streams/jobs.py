@@ -16,7 +16,6 @@ from sync_assets.streams.assets import (
     REQUESTED_AT_TAG,
     RequestRef,
     ensure_partitions,
-    stream_models,
     stream_parquet,
     sync_all_stream_models,
 )
@@ -31,7 +30,6 @@ SOURCE_LOOKUPS = 16
 stream_sync_job = dg.define_asset_job(
     "stream_sync_job",
     selection=dg.AssetSelection.assets(stream_parquet),
-    partitions_def=stream_models,
     description="Sync one data model (a partition) into streams/<model id>.parquet.",
     tags=DOMAIN_TAGS,
 )

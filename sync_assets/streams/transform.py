@@ -89,6 +89,15 @@ class EngineMemoryError(RuntimeError):
     """DuckDB needed more memory than `memory_limit` (and its spill) allows: no source fault."""
 
 
+class OutputWriteError(OSError):
+    """The Parquet could not be written to the staging folder (a full disk, say): no fault of
+    the source, and nothing was published."""
+
+
+# DuckDB's words for a failed write, e.g. `Could not write file "<path>": No space left on device`.
+WRITE_FAILED = re.compile(r'Could not write file \\?"[^"]*\\?": ([^"\\]+)')
+
+
 class TooManyRejectedError(RuntimeError):
     """More rows failed to cast than the threshold allows; nothing was published."""
 
@@ -540,6 +549,13 @@ def transform(
                 " ops.stream_parquet.config.memory_limit"
             ) from None
         except duckdb.Error as exc:
+            if isinstance(exc, duckdb.IOException) and str(staging) in str(exc):
+                written = WRITE_FAILED.search(str(exc))
+                raise OutputWriteError(
+                    f"data model {model.id!r}: cannot write its Parquet to the staging folder: "
+                    f"{written.group(1) if written else str(exc).replace(str(staging), '<staging>')}"
+                    "; nothing was published"
+                ) from None
             reason = duckdb_message(exc, path)
             if model.source_format == "csv" and INVALID_CSV_STATE in reason:
                 reason = mixed_line_ends(open_source, _compression(model, open_source)) or reason

@@ -8,7 +8,6 @@ import datetime as dt
 
 import dagster as dg
 import psycopg
-from dagster._core.definitions.data_version import extract_data_version_from_entry
 
 from sync_assets.sandbox.server import SandboxServer
 from sync_assets.stats.assets import STATS_ASSETS
@@ -78,9 +77,9 @@ def test_a_new_match_refreshes_the_stats_without_a_queue_row(
     changed, sensor_cursor = observe(instance, sensor_cursor)
     assert sorted(changed) == ["matches", "player_matches"]
     versions = {
-        key.path[-1]: extract_data_version_from_entry(
-            instance.get_latest_data_version_record(key).event_log_entry  # type: ignore[union-attr]
-        )
+        key.path[-1]: instance.fetch_observations(key, limit=1)
+        .records[0]
+        .asset_observation.data_version  # type: ignore[union-attr]
         for key in club_tables.keys
     }
     assert len(set(versions.values())) == 4
