@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DOMAIN_SCHEMAS = ("football", "stats", "steam", "streams", "torn")
 
 
 def prepare_instance_home() -> Path:
@@ -42,6 +41,13 @@ def start_sandbox(scale: float, port: int = 0):
     return server
 
 
+def domain_schemas() -> list[str]:
+    """The schema of every registered domain (sync_assets/domains.py)."""
+    from sync_assets.domains import DOMAINS
+
+    return [domain.schema_name for domain in DOMAINS]
+
+
 def row_counts() -> list[tuple[str, int]]:
     """Rows per table in every domain schema of the configured database."""
     import psycopg
@@ -54,7 +60,7 @@ def row_counts() -> list[tuple[str, int]]:
         tables = conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_schema = ANY(%s) AND table_type = 'BASE TABLE' ORDER BY 1, 2",
-            (list(DOMAIN_SCHEMAS),),
+            (domain_schemas(),),
         ).fetchall()
         for schema, table in tables:
             query = sql.SQL("SELECT count(*) FROM {}.{}").format(
@@ -91,24 +97,22 @@ def run_demo(scale: float) -> int:
 
 
 def demo_run_config(job_name: str) -> dict:
-    """INFO-level console logs; for all_syncs_job, the domains' DEMO_RUN_CONFIG ops merged."""
-    from sync_assets.definitions import DOMAINS
+    """INFO-level console logs; for all_syncs_job, the domains' demo_run_config ops merged."""
+    from sync_assets.core.domain import demo_ops_config
+    from sync_assets.domains import DOMAINS
 
-    ops: dict = {}
-    if job_name == "all_syncs_job":
-        for domain in DOMAINS:
-            ops.update(getattr(domain, "DEMO_RUN_CONFIG", {}).get("ops", {}))
+    ops = demo_ops_config(DOMAINS) if job_name == "all_syncs_job" else {}
     config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     return config | ({"ops": ops} if ops else {})
 
 
 def demo_jobs() -> list[str]:
     """all_syncs_job, then any per-partition jobs the domains ask the demo to run."""
-    from sync_assets.definitions import DOMAINS
+    from sync_assets.domains import DOMAINS
 
     jobs = ["all_syncs_job"]
     for domain in DOMAINS:
-        jobs.extend(getattr(domain, "DEMO_EXTRA_JOBS", ()))
+        jobs.extend(domain.demo_extra_jobs)
     return jobs
 
 

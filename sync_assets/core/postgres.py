@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
@@ -151,3 +152,22 @@ class PostgresResource(dg.ConfigurableResource):
                 yield
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+_schemas_ensured: set[tuple[str, str, str]] = set()
+_schemas_lock = threading.Lock()
+
+
+def ensure_schema[R: PostgresResource](db: R, apply: Callable[[R], None]) -> None:
+    """Apply a domain's idempotent DDL (`apply(db)`) once per process for each database and
+    schema, so sensors ticking every few seconds and every asset of a run do not repeat it.
+
+    A failed `apply` is not remembered: the next call tries again.
+    """
+    key = (db.url(), db.schema_name, f"{apply.__module__}.{apply.__qualname__}")
+    if key in _schemas_ensured:
+        return
+    with _schemas_lock:
+        if key not in _schemas_ensured:
+            apply(db)
+            _schemas_ensured.add(key)

@@ -87,19 +87,50 @@ def upsert_rows(
     missing = [k for k in key_columns if k not in columns]
     if missing:
         raise ValueError(f"key columns {missing} are not among the upserted columns of {table}")
-    stage = sql.Identifier(f"_stage_{table}")
-    target = sql.Identifier(table)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    keys = sql.SQL(", ").join(sql.Identifier(c) for c in key_columns)
-    value_columns = [c for c in columns if c not in key_columns]
+    stage = _create_stage(conn, table, columns)
+    staged = _stage_rows(conn, table, stage, columns, rows)
+    if staged == 0:
+        conn.execute(sql.SQL("DROP TABLE {}").format(stage))
+        return UpsertCounts()
+    distinct, source = _deduplicated_source(conn, table, stage, columns, key_columns, staged)
+    statement = _merge_statement(conn, table, source, columns, key_columns, touch_column)
+    inserted, updated = conn.execute(statement).fetchone()  # type: ignore[misc]
+    conn.execute(sql.SQL("DROP TABLE {}").format(stage))
+    if source is not stage:
+        conn.execute(sql.SQL("DROP TABLE {}").format(source))
+    return UpsertCounts(
+        inserted=inserted,
+        updated=updated,
+        unchanged=distinct - inserted - updated,
+        duplicates=staged - distinct,
+    )
 
+
+def _identifiers(names: Iterable[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(name) for name in names)
+
+
+def _create_stage(conn: psycopg.Connection, table: str, columns: Sequence[str]) -> sql.Identifier:
+    """An empty temp table shaped like the target's `columns`, dropped at commit."""
+    stage = sql.Identifier(f"_stage_{table}")
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"_latest_{table}")))
     conn.execute(
         sql.SQL(
             "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA"
-        ).format(stage=stage, cols=cols, target=target)
+        ).format(stage=stage, cols=_identifiers(columns), target=sql.Identifier(table))
     )
+    return stage
+
+
+def _stage_rows(
+    conn: psycopg.Connection,
+    table: str,
+    stage: sql.Identifier,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+) -> int:
+    """COPY `rows` into the stage in batches (binary while the values allow it); how many."""
     types = [
         row[0]
         for row in conn.execute(
@@ -108,6 +139,7 @@ def upsert_rows(
             (f"pg_temp._stage_{table}",),
         )
     ]
+    cols = _identifiers(columns)
     staged = 0
     binary = True
     iterator = iter(rows)
@@ -124,10 +156,48 @@ def upsert_rows(
         if not binary:
             _copy_batch(conn, stage, cols, batch, None)
         staged += len(batch)
-    if staged == 0:
-        conn.execute(sql.SQL("DROP TABLE {}").format(stage))
-        return UpsertCounts()
+    return staged
 
+
+def _deduplicated_source(
+    conn: psycopg.Connection,
+    table: str,
+    stage: sql.Identifier,
+    columns: Sequence[str],
+    key_columns: Sequence[str],
+    staged: int,
+) -> tuple[int, sql.Identifier]:
+    """How many distinct keys were staged, and the table holding one row per key."""
+    keys = _identifiers(key_columns)
+    distinct = conn.execute(
+        sql.SQL("SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {stage}) AS k").format(
+            keys=keys, stage=stage
+        )
+    ).fetchone()[0]  # type: ignore[index]
+    if distinct == staged:
+        return distinct, stage  # the common case: no key twice, so no sort is needed
+    # Last one wins: a freshly COPYed temp table keeps insertion order in ctid.
+    latest = sql.Identifier(f"_latest_{table}")
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {latest} ON COMMIT DROP AS"
+            " SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, ctid DESC"
+        ).format(latest=latest, keys=keys, cols=_identifiers(columns), stage=stage)
+    )
+    return distinct, latest
+
+
+def _merge_statement(
+    conn: psycopg.Connection,
+    table: str,
+    source: sql.Identifier,
+    columns: Sequence[str],
+    key_columns: Sequence[str],
+    touch_column: str | None,
+) -> sql.Composable:
+    """INSERT ... ON CONFLICT from `source`, answering (inserted, updated)."""
+    target = sql.Identifier(table)
+    value_columns = [c for c in columns if c not in key_columns]
     has_touch = (
         touch_column is not None
         and touch_column not in columns
@@ -135,11 +205,36 @@ def upsert_rows(
     )
     insert_cols = list(columns) + ([touch_column] if has_touch else [])
     select_values = [sql.Identifier(c) for c in columns] + ([sql.SQL("now()")] if has_touch else [])
-    assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in value_columns]
-    if has_touch:
-        assignments.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
+    return sql.SQL(
+        "WITH written AS ("
+        " INSERT INTO {target} ({insert_cols}) SELECT {select_values} FROM {source}"
+        " ON CONFLICT ({keys}) {conflict} RETURNING (xmax = 0) AS inserted"
+        ") SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)"
+        " FROM written"
+    ).format(
+        keys=_identifiers(key_columns),
+        source=source,
+        target=target,
+        insert_cols=_identifiers(insert_cols),  # type: ignore[arg-type]
+        select_values=sql.SQL(", ").join(select_values),
+        conflict=_on_conflict(target, value_columns, touch_column if has_touch else None),
+    )
 
-    if value_columns:
+
+def _on_conflict(
+    target: sql.Identifier, value_columns: Sequence[str], touch_column: str | None
+) -> sql.Composable:
+    """Update a conflicting row only where a value really changed (touching `touch_column`)."""
+    if not value_columns:
+        return sql.SQL("DO NOTHING")
+    assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in value_columns]
+    if touch_column is not None:
+        assignments.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
+    if len(value_columns) == 1:
+        changed = sql.SQL("{}.{} IS DISTINCT FROM EXCLUDED.{}").format(
+            target, sql.Identifier(value_columns[0]), sql.Identifier(value_columns[0])
+        )
+    else:
         changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
             sql.SQL(", ").join(
                 sql.SQL("{}.{}").format(target, sql.Identifier(c)) for c in value_columns
@@ -148,56 +243,7 @@ def upsert_rows(
                 sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in value_columns
             ),
         )
-        if len(value_columns) == 1:
-            changed = sql.SQL("{}.{} IS DISTINCT FROM EXCLUDED.{}").format(
-                target, sql.Identifier(value_columns[0]), sql.Identifier(value_columns[0])
-            )
-        conflict = sql.SQL("DO UPDATE SET {} WHERE {}").format(
-            sql.SQL(", ").join(assignments), changed
-        )
-    else:
-        conflict = sql.SQL("DO NOTHING")
-
-    distinct = conn.execute(
-        sql.SQL("SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {stage}) AS k").format(
-            keys=keys, stage=stage
-        )
-    ).fetchone()[0]  # type: ignore[index]
-    if distinct == staged:
-        source = stage  # the common case: no key twice, so no sort is needed
-    else:
-        # Last one wins: a freshly COPYed temp table keeps insertion order in ctid.
-        source = sql.Identifier(f"_latest_{table}")
-        conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE {latest} ON COMMIT DROP AS"
-                " SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, ctid DESC"
-            ).format(latest=source, keys=keys, cols=cols, stage=stage)
-        )
-    statement = sql.SQL(
-        "WITH written AS ("
-        " INSERT INTO {target} ({insert_cols}) SELECT {select_values} FROM {source}"
-        " ON CONFLICT ({keys}) {conflict} RETURNING (xmax = 0) AS inserted"
-        ") SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)"
-        " FROM written"
-    ).format(
-        keys=keys,
-        source=source,
-        target=target,
-        insert_cols=sql.SQL(", ").join(sql.Identifier(c) for c in insert_cols),
-        select_values=sql.SQL(", ").join(select_values),
-        conflict=conflict,
-    )
-    inserted, updated = conn.execute(statement).fetchone()  # type: ignore[misc]
-    conn.execute(sql.SQL("DROP TABLE {}").format(stage))
-    if source is not stage:
-        conn.execute(sql.SQL("DROP TABLE {}").format(source))
-    return UpsertCounts(
-        inserted=inserted,
-        updated=updated,
-        unchanged=distinct - inserted - updated,
-        duplicates=staged - distinct,
-    )
+    return sql.SQL("DO UPDATE SET {} WHERE {}").format(sql.SQL(", ").join(assignments), changed)
 
 
 def _copy_batch(

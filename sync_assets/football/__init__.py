@@ -7,9 +7,10 @@ the `football` schema in one transaction.
 
 import dagster as dg
 
+from sync_assets.core.domain import Domain
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.football.assets import football_sync, football_table_checks
-from sync_assets.football.client import FootballApiResource
+from sync_assets.football.client import API_FOOTBALL_POOL, FootballApiResource
 from sync_assets.football.jobs import football_sync_job, football_sync_schedule
 
 defs = dg.Definitions(
@@ -23,4 +24,13 @@ defs = dg.Definitions(
         ),
         "football_api": FootballApiResource(),
     },
+)
+
+DOMAIN = Domain(
+    name="football",
+    defs=defs,
+    settings=("FOOTBALL_DATABASE_URL", "SPORTS_PROVIDER_API_KEY", "API_FOOTBALL_BASE_URL"),
+    secret_settings=("FOOTBALL_DATABASE_URL", "SPORTS_PROVIDER_API_KEY"),
+    pools={API_FOOTBALL_POOL: 1},
+    sandbox="sync_assets.sandbox.football",
 )

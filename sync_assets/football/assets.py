@@ -8,13 +8,15 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
+from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.http import ApiError
-from sync_assets.core.postgres import LockBusyError, PostgresResource
+from sync_assets.core.postgres import LockBusyError, PostgresResource, ensure_schema
 from sync_assets.core.redaction import redact
 from sync_assets.core.settings import MissingSettingError
 from sync_assets.core.validation import TooManyInvalidError
 from sync_assets.football import tables
 from sync_assets.football.client import (
+    API_FOOTBALL_POOL,
     FootballApiResource,
     ProviderAnswerError,
     ProviderKeyError,
@@ -75,10 +77,12 @@ class FootballSyncConfig(dg.Config):
             kinds=KINDS,
             skippable=True,
             freshness_policy=FRESHNESS,
+            tags=asset_tags(table=f"football.{name}", provider=API_FOOTBALL_POOL),
         )
         for name in tables.TABLES
     ],
     can_subset=False,
+    pool=API_FOOTBALL_POOL,
 )
 def football_sync(
     context: dg.AssetExecutionContext,
@@ -101,7 +105,7 @@ def football_sync(
             waited = time.monotonic() - lock_started
             # Under the lock: CREATE INDEX IF NOT EXISTS locks its table even when the index
             # exists, so DDL beside another sync's open transaction would wait for it.
-            tables.apply_schema(football_db)
+            ensure_schema(football_db, tables.apply_schema)
             countries = session.download("countries")
             leagues = session.download("leagues")
             for warning in session.warnings:
@@ -213,7 +217,12 @@ CHECK_QUERIES: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 CHECK_SPECS = [
-    dg.AssetCheckSpec(name, asset=table, description=description)
+    dg.AssetCheckSpec(
+        name,
+        asset=table,
+        description=description,
+        metadata=check_metadata(domain="football", table=f"football.{table}"),
+    )
     for table, checks in CHECK_QUERIES.items()
     for name, description, _ in checks
 ]
@@ -224,7 +233,7 @@ def football_table_checks(
     context: dg.AssetCheckExecutionContext, football_db: PostgresResource
 ) -> Iterator[dg.AssetCheckResult]:
     """Tables not empty, slugs unique, and every foreign key pointing at an existing row."""
-    tables.apply_schema(football_db)
+    ensure_schema(football_db, tables.apply_schema)
     selected = context.selected_asset_check_keys
     with football_db.connect() as conn:
         for table, checks in CHECK_QUERIES.items():

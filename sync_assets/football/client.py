@@ -37,6 +37,8 @@ from sync_assets.core.http import RETRY_STATUSES, ApiClient, ApiError, CallStats
 from sync_assets.core.settings import optional_setting, require_setting
 
 DEFAULT_BASE_URL = "https://v3.football.api-sports.io"
+# Dagster pool of every step calling API-Football: its quota is per key, not per run.
+API_FOOTBALL_POOL = "api_football"
 KEY_SETTING = "SPORTS_PROVIDER_API_KEY"
 KEY_HOW = "export your API-Football key (dashboard.api-football.com > Account > My Access)"
 ENVELOPE_KEYS = ("get", "parameters", "errors", "results", "paging", "response")

@@ -10,19 +10,40 @@ app queues in `background_job_status`, and run-status sensors write the outcome 
 
 import dagster as dg
 
+from sync_assets.core.domain import Domain
 from sync_assets.stats.assets import STATS_ASSETS
-from sync_assets.stats.club_checks import CLUB_CHECKS, CLUB_SPECS
+from sync_assets.stats.club_checks import CLUB_CHECKS
+from sync_assets.stats.club_tables import club_tables, club_tables_sensor, stats_automation_sensor
 from sync_assets.stats.jobs import stats_refresh_job
 from sync_assets.stats.queue import QUEUE_SENSORS
 from sync_assets.stats.resources import ClubAppResource, StatsDatabase
 
 defs = dg.Definitions(
-    assets=[*CLUB_SPECS, *STATS_ASSETS],
+    assets=[club_tables, *STATS_ASSETS],
     asset_checks=CLUB_CHECKS,
     jobs=[stats_refresh_job],
-    sensors=QUEUE_SENSORS,
+    sensors=[
+        *QUEUE_SENSORS,
+        club_tables_sensor,
+        stats_automation_sensor([key for asset in STATS_ASSETS for key in asset.keys]),
+    ],
     resources={
         "stats_db": StatsDatabase(schema_name="stats", url_setting="STATS_DATABASE_URL"),
         "stats_app": ClubAppResource(),
     },
+)
+
+DOMAIN = Domain(
+    name="stats",
+    defs=defs,
+    settings=(
+        "STATS_DATABASE_URL",
+        "NEXT_PUBLIC_APP_URL",
+        "INTERNAL_API_KEY",
+        "STATS_APP_SCHEMA",
+        "STATS_QUEUE_JOB_TYPES",
+        "STATS_QUEUE_MAX_ROWS_PER_RUN",
+    ),
+    secret_settings=("STATS_DATABASE_URL", "INTERNAL_API_KEY"),
+    sandbox="sync_assets.sandbox.club",
 )

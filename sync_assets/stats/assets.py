@@ -3,13 +3,14 @@ which computes the selected tables; each is then replaced in its own transaction
 once. A table that fails keeps its old rows and stops no other; the step then
 fails naming it, and its retry (the retry policy) replaces only the tables still missing."""
 
-import threading
 import time
 from collections.abc import Iterator
 
 import dagster as dg
 from dagster import DagsterEventType
 
+from sync_assets.core.domain import asset_tags, check_metadata
+from sync_assets.core.postgres import ensure_schema
 from sync_assets.core.redaction import redact
 from sync_assets.core.settings import MissingSettingError
 from sync_assets.stats import computations
@@ -23,18 +24,6 @@ RETRY_POLICY = dg.RetryPolicy(
 )
 CACHE_CHECK = "cache_revalidated"
 
-_schema_applied: set[str] = set()
-_schema_lock = threading.Lock()
-
-
-def ensure_schema(db: StatsDatabase) -> None:
-    """Apply the stats DDL once per database per process."""
-    url = db.url()
-    with _schema_lock:
-        if url not in _schema_applied:
-            computations.apply_schema(db)
-            _schema_applied.add(url)
-
 
 def table_spec(spec: computations.TableSpec) -> dg.AssetSpec:
     return dg.AssetSpec(
@@ -44,7 +33,11 @@ def table_spec(spec: computations.TableSpec) -> dg.AssetSpec:
         description=spec.description,
         deps=CLUB_KEYS,
         metadata={"seed_function": spec.seed_function, "cache_tag": spec.cache_tag},
+        tags=asset_tags(table=f"stats.{spec.name}"),
         skippable=True,
+        # Refreshed when a club table's observed version moves (club_tables_sensor), as well as
+        # by the app's queue.
+        automation_condition=dg.AutomationCondition.eager(),
     )
 
 
@@ -125,6 +118,7 @@ def table_result(
             CACHE_CHECK,
             asset=spec.name,
             description=f"The app accepted the cache tag `{spec.cache_tag}`.",
+            metadata=check_metadata(domain="stats", table=f"stats.{spec.name}"),
         )
         for spec in TABLES
     ],
@@ -140,7 +134,7 @@ def stats_tables(
     names = [s.name for s in TABLES if s.name in selected - already_materialized(context)]
     try:
         stats_app.check_settings(context.log)
-        ensure_schema(stats_db)
+        ensure_schema(stats_db, computations.apply_schema)
         outcomes = refresh_tables(stats_db, names, connections=stats_db.refresh_connections)
         failed: dict[str, str] = {}
         for outcome in outcomes:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import dagster as dg
 from psycopg import sql
 
+from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.stats.computations import CLUB_TABLES, check_club_tables
 from sync_assets.stats.resources import StatsDatabase
 
@@ -20,6 +21,7 @@ CLUB_SPECS = [
         group_name="stats",
         kinds={"postgres"},
         description=f"The club app's `{table}` table (owned and written by the app).",
+        tags=asset_tags(table=f"club.{table}"),
     )
     for table in CLUB_TABLES
 ]
@@ -89,6 +91,7 @@ def _build_check(rule: ClubRule) -> dg.AssetChecksDefinition:
         name=rule.name,
         description=rule.description,
         blocking=False,
+        metadata=check_metadata(domain="stats", table=f"club.{rule.table}"),
     )
     def _check(stats_db: StatsDatabase) -> dg.AssetCheckResult:
         app = stats_db.app_schema_name()

@@ -7,13 +7,19 @@ Replaces the ingestion workers: `steam_sync_job` (daily via `steam_sync_schedule
 
 import dagster as dg
 
+from sync_assets.core.domain import Domain
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.steam.assets import (
     steam_app_catalog,
     steam_app_details,
     steam_synced_apps_have_details,
 )
-from sync_assets.steam.client import SteamApiResource, SteamStoreResource
+from sync_assets.steam.client import (
+    STEAM_STORE_POOL,
+    STEAM_WEB_API_POOL,
+    SteamApiResource,
+    SteamStoreResource,
+)
 from sync_assets.steam.jobs import steam_sync_job, steam_sync_schedule
 
 defs = dg.Definitions(
@@ -28,5 +34,20 @@ defs = dg.Definitions(
     },
 )
 
-# `make demo` syncs every app of the sandbox catalog in one run, so a second demo changes nothing.
-DEMO_RUN_CONFIG = {"ops": {"steam_app_details": {"config": {"batch_size": 1000}}}}
+DOMAIN = Domain(
+    name="steam",
+    defs=defs,
+    settings=(
+        "STEAM_DATABASE_URL",
+        "STEAM_API_KEY",
+        "STEAM_API_BASE_URL",
+        "STEAM_STORE_BASE_URL",
+        "STEAM_STORE_RATE_LIMIT",
+    ),
+    secret_settings=("STEAM_DATABASE_URL", "STEAM_API_KEY"),
+    pools={STEAM_WEB_API_POOL: 1, STEAM_STORE_POOL: 1},
+    # `make demo` syncs every app of the sandbox catalog in one run, so a second demo changes
+    # nothing.
+    demo_run_config={"ops": {"steam_app_details": {"config": {"batch_size": 1000}}}},
+    sandbox="sync_assets.sandbox.steam",
+)

@@ -7,12 +7,15 @@ import dagster as dg
 from dagster import DagsterRunStatus
 from pydantic import Field
 
+from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.http import ApiError
 from sync_assets.core.per_item import ItemResult, PerItemReport, StopBatch, run_per_item
-from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.steam import tables
 from sync_assets.steam.app_list import KEY_SETTING, LEGACY_SOURCE, AppListError, AppListReader
 from sync_assets.steam.client import (
+    STEAM_STORE_POOL,
+    STEAM_WEB_API_POOL,
     SteamApiResource,
     SteamStoreResource,
     StoreBlockedError,
@@ -55,7 +58,12 @@ class SteamDetailsConfig(dg.Config):
     progress_every: int = Field(default=100, ge=1, description="A run-log line every N apps.")
 
 
-@dg.asset(group_name="steam", kinds={"python", "postgres"})
+@dg.asset(
+    group_name="steam",
+    kinds={"python", "postgres"},
+    tags=asset_tags(table="steam.apps", provider=STEAM_WEB_API_POOL),
+    pool=STEAM_WEB_API_POOL,
+)
 def steam_app_catalog(
     context: dg.AssetExecutionContext,
     config: SteamCatalogConfig,
@@ -64,7 +72,7 @@ def steam_app_catalog(
 ) -> dg.MaterializeResult:
     """Every app the Steam Web API lists; apps that leave the list are kept and marked."""
     started = time.monotonic()
-    tables.apply_schema(steam_db)
+    ensure_schema(steam_db, tables.apply_schema)
     seen_at = dt.datetime.now(dt.UTC)
     reader = steam_api.app_list()
     if reader.report.source == LEGACY_SOURCE:
@@ -115,7 +123,13 @@ def _source_metadata(reader: AppListReader) -> dict[str, object]:
     }
 
 
-@dg.asset(group_name="steam", kinds={"python", "postgres"}, deps=[steam_app_catalog])
+@dg.asset(
+    group_name="steam",
+    kinds={"python", "postgres"},
+    deps=[steam_app_catalog],
+    tags=asset_tags(table="steam.app_details", provider=STEAM_STORE_POOL),
+    pool=STEAM_STORE_POOL,
+)
 def steam_app_details(
     context: dg.AssetExecutionContext,
     config: SteamDetailsConfig,
@@ -123,7 +137,7 @@ def steam_app_details(
     steam_db: PostgresResource,
 ) -> dg.MaterializeResult:
     """Store details of the next batch of apps, fetched under the store's rate limit."""
-    tables.apply_schema(steam_db)
+    ensure_schema(steam_db, tables.apply_schema)
     requests, seconds = _rate_limit(config, steam_store)
     with steam_db.advisory_lock("steam_app_details"), steam_db.connect(autocommit=True) as conn:
         batch = tables.select_batch(conn, config.batch_size, config.max_consecutive_errors)
@@ -238,10 +252,14 @@ def _count(db: PostgresResource, query: str) -> int:
         return conn.execute(query).fetchone()[0]  # type: ignore[index]
 
 
-@dg.asset_check(asset=steam_app_details, description="Every app marked synced has its row.")
+@dg.asset_check(
+    asset=steam_app_details,
+    description="Every app marked synced has its row.",
+    metadata=check_metadata(domain="steam", table="steam.app_details"),
+)
 def steam_synced_apps_have_details(steam_db: PostgresResource) -> dg.AssetCheckResult:
     """Apps recorded as synced (and not as unavailable) all have a row in app_details."""
-    tables.apply_schema(steam_db)
+    ensure_schema(steam_db, tables.apply_schema)
     missing = _count(
         steam_db,
         "SELECT count(*) FROM app_sync_status s LEFT JOIN app_details d USING (appid)"

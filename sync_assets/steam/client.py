@@ -14,6 +14,9 @@ from sync_assets.core.settings import optional_setting
 from sync_assets.steam.app_list import KEY_SETTING, MAX_PAGE_SIZE, AppListReader
 
 APP_DETAILS_PATH = "/api/appdetails"
+# Dagster pools of the steps calling each Steam service: their limits are per key or address.
+STEAM_WEB_API_POOL = "steam_web_api"
+STEAM_STORE_POOL = "steam_store"
 DEFAULT_RATE_LIMIT = "200/300"  # the store's observed limit: 200 requests per 5 minutes
 
 

@@ -9,6 +9,7 @@ syncs every enabled model in one run (the demo runs it).
 
 import dagster as dg
 
+from sync_assets.core.domain import Domain
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.streams.assets import stream_parquet
 from sync_assets.streams.jobs import (
@@ -36,4 +37,14 @@ defs = dg.Definitions(
     resources={
         "streams_db": PostgresResource(schema_name="streams", url_setting="STREAMS_DATABASE_URL"),
     },
+)
+
+DOMAIN = Domain(
+    name="streams",
+    defs=defs,
+    settings=("STREAMS_DATABASE_URL", "OBJECT_STORAGE_URL"),
+    secret_settings=("STREAMS_DATABASE_URL", "OBJECT_STORAGE_URL"),
+    run_limit=2,
+    demo_extra_jobs=DEMO_EXTRA_JOBS,
+    sandbox="sync_assets.sandbox.streams",
 )

@@ -6,16 +6,17 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 import dagster as dg
 from pydantic import Field
 
 from sync_assets.core.dagster_internals import DATA_VERSION_TAG
-from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.domain import asset_tags
+from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.core.redaction import redact
 from sync_assets.core.storage import ObjectStorageResource
 from sync_assets.streams import models
@@ -33,6 +34,7 @@ from sync_assets.streams.transform import (
     EngineSettings,
     SourceError,
     TooManyRejectedError,
+    TransformResult,
     transform,
 )
 
@@ -164,80 +166,32 @@ def sync_model(
             source_size, version = buckets.version(model.source_uri)
         except (SourceMissingError, SourceUnusableError) as exc:
             raise type(exc)(f"data model {model.id!r}: {exc}") from None
-        # The checksum decides a skip only when one is possible (same mapping, same size, the
-        # file still there); otherwise it is computed alongside the transform, not before it.
-        may_skip = (
-            not config.force
-            and previous.get("mapping_fingerprint") == fingerprint
-            and previous.get("source_bytes") == source_size
-            and previous.get("parquet_version") == config.parquet_version
-            # The published file is still the one the last sync wrote (not removed, replaced
-            # or truncated by hand): otherwise the skip would vouch for another file.
-            and buckets.size(key) == previous.get("bytes")
-        )
-        pending: Future[tuple[str, int]] | None = None
-        if may_skip:
-            checksum, source_bytes = buckets.checksum(model.source_uri)
-            if previous.get("source_xxh3_128") == checksum:
+        checksum: tuple[str, int] | None = None
+        if _may_skip(config, previous, fingerprint, source_size, lambda: buckets.size(key)):
+            checksum = buckets.checksum(model.source_uri)
+            if previous.get("source_xxh3_128") == checksum[0]:
                 log(
-                    f"source {model.source_uri} unchanged (xxh3-128 {checksum[:12]}); not rewritten"
+                    f"source {model.source_uri} unchanged (xxh3-128 {checksum[0][:12]});"
+                    " not rewritten"
                 )
                 with db.transaction() as conn:
                     rows = int(previous.get("rows_written") or 0)
                     models.record_sync(conn, model.id, buckets.url(key), rows, _now())
-                carried = {
-                    k: previous[k]
-                    for k in ("rows_read", "rows_written", "rows_rejected", "bytes")
-                    if k in previous
-                }
                 return {
-                    **_base(model, buckets, checksum, source_bytes, fingerprint),
-                    **carried,
-                    "parquet_version": config.parquet_version,
-                    "skipped": True,
-                    "skip_reason": "source checksum and mapping unchanged since the last sync",
+                    **_base(model, buckets, *checksum, fingerprint),
+                    **_skipped(previous, config),
                     "seconds": round(time.monotonic() - started, 3),
                 }
-        path, filesystem = buckets.duckdb_path(model.source_uri)
-        settings = EngineSettings(
-            memory_limit=config.memory_limit,
-            threads=config.threads,
-            temp_dir=temp_dir(),
-            parquet_version=config.parquet_version,
-        )
-        with ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
-            if not may_skip:
-                pending = pool.submit(buckets.checksum, model.source_uri)
-            with buckets.staging(model.id) as staging:
-                try:
-                    result = transform(
-                        model,
-                        path,
-                        buckets.opener(model.source_uri),
-                        staging,
-                        settings=settings,
-                        max_rejected_fraction=config.max_rejected_fraction,
-                        filesystem=filesystem,
-                    )
-                except SourceError:
-                    # A source replaced or removed mid-read fails the read (the new columns,
-                    # the missing file); that is the change, not a fault of the file.
-                    _fail_if_changed(buckets, model, version)
-                    raise
-                if pending is not None:
-                    checksum, source_bytes = pending.result()
-                _fail_if_changed(buckets, model, version)
-                fsync_file(result.output)
-                size = result.output.stat().st_size
-                uri = buckets.publish(model.id, result.output)
+        published = _transform_and_publish(model, config, buckets, version, checksum)
         with db.transaction() as conn:
-            models.record_sync(conn, model.id, uri, result.rows_written, _now())
+            models.record_sync(conn, model.id, published.uri, published.result.rows_written, _now())
+    result = published.result
     log(
         f"{model.id}: {result.rows_read} rows read, {result.rows_written} written, "
-        f"{result.rows_rejected} rejected -> {uri}"
+        f"{result.rows_rejected} rejected -> {published.uri}"
     )
     return {
-        **_base(model, buckets, checksum, source_bytes, fingerprint),
+        **_base(model, buckets, *published.checksum, fingerprint),
         "skipped": False,
         "parquet_version": config.parquet_version,
         "rows_read": result.rows_read,
@@ -245,9 +199,93 @@ def sync_model(
         "rows_rejected": result.rows_rejected,
         "rejected_fraction": round(result.rejected_fraction, 6),
         "rejected_samples": dg.MetadataValue.json(result.rejected_samples),
-        "bytes": size,
+        "bytes": published.size,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _may_skip(
+    config: StreamSyncConfig,
+    previous: Mapping[str, Any],
+    fingerprint: str,
+    source_size: int,
+    published_size: Callable[[], int | None],
+) -> bool:
+    """Whether the checksum may decide a skip: same mapping, same size, the file still there.
+
+    Otherwise the checksum is computed alongside the transform, not before it.
+    """
+    return (
+        not config.force
+        and previous.get("mapping_fingerprint") == fingerprint
+        and previous.get("source_bytes") == source_size
+        and previous.get("parquet_version") == config.parquet_version
+        # The published file is still the one the last sync wrote (not removed, replaced or
+        # truncated by hand): otherwise the skip would vouch for another file.
+        and published_size() == previous.get("bytes")
+    )
+
+
+def _skipped(previous: Mapping[str, Any], config: StreamSyncConfig) -> dict[str, Any]:
+    """A skip's metadata: the last sync's figures, repeated, and why nothing was written."""
+    carried = ("rows_read", "rows_written", "rows_rejected", "bytes")
+    return {
+        **{k: previous[k] for k in carried if k in previous},
+        "parquet_version": config.parquet_version,
+        "skipped": True,
+        "skip_reason": "source checksum and mapping unchanged since the last sync",
+    }
+
+
+@dataclass(frozen=True)
+class _Published:
+    result: TransformResult
+    uri: str
+    size: int
+    checksum: tuple[str, int]  # the source's xxh3-128 and its size in bytes
+
+
+def _transform_and_publish(
+    model: DataModel,
+    config: StreamSyncConfig,
+    buckets: Buckets,
+    version: str,
+    checksum: tuple[str, int] | None,
+) -> _Published:
+    """Transform the source into a staged file and publish it, unless the source changed
+    meanwhile; the source's checksum is computed alongside when not already known."""
+    path, filesystem = buckets.duckdb_path(model.source_uri)
+    settings = EngineSettings(
+        memory_limit=config.memory_limit,
+        threads=config.threads,
+        temp_dir=temp_dir(),
+        parquet_version=config.parquet_version,
+    )
+    with ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
+        pending = pool.submit(buckets.checksum, model.source_uri) if checksum is None else None
+        with buckets.staging(model.id) as staging:
+            try:
+                result = transform(
+                    model,
+                    path,
+                    buckets.opener(model.source_uri),
+                    staging,
+                    settings=settings,
+                    max_rejected_fraction=config.max_rejected_fraction,
+                    filesystem=filesystem,
+                )
+            except SourceError:
+                # A source replaced or removed mid-read fails the read (the new columns, the
+                # missing file); that is the change, not a fault of the file.
+                _fail_if_changed(buckets, model, version)
+                raise
+            if pending is not None:
+                checksum = pending.result()
+            _fail_if_changed(buckets, model, version)
+            fsync_file(result.output)
+            size = result.output.stat().st_size
+            uri = buckets.publish(model.id, result.output)
+    return _Published(result, uri, size, cast(tuple[str, int], checksum))
 
 
 def _fail_if_changed(buckets: Buckets, model: DataModel, version: str) -> None:
@@ -336,6 +374,7 @@ def _mark(db: PostgresResource, request: RequestRef | None, status: str, **field
     partitions_def=stream_models,
     group_name="streams",
     kinds={"duckdb", "parquet"},
+    tags=asset_tags(table="streams.parquet"),
     retry_policy=RETRY_POLICY,
 )
 def stream_parquet(
@@ -346,7 +385,7 @@ def stream_parquet(
 ) -> dg.MaterializeResult:
     """A data model's source file mapped, typed and hashed into `streams/<model id>.parquet`."""
     model_id = context.partition_key
-    models.apply_schema(streams_db)
+    ensure_schema(streams_db, models.apply_schema)
     request = RequestRef.of(context.run.tags)
     if problems := config.problems():
         error = f"run config ops.stream_parquet.config: {'; '.join(problems)}"
@@ -388,7 +427,7 @@ def sync_all_stream_models(
     streams_db: PostgresResource,
     object_storage: ObjectStorageResource,
 ) -> None:
-    models.apply_schema(streams_db)
+    ensure_schema(streams_db, models.apply_schema)
     with streams_db.connect() as conn:
         rows = models.enabled_model_rows(conn)
     ids = [str(row["id"]) for row in rows if models.MODEL_ID.match(str(row["id"]))]

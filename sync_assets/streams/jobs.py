@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import psycopg
 
-from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.core.redaction import redact
 from sync_assets.core.storage import ObjectStorageResource
 from sync_assets.streams import models
@@ -80,7 +80,7 @@ def stream_sync_jobs_sensor(
     A request is one run: the run key is the request id, and a request that already has a
     run (found by its tag) is never requested again, so restarts and lost cursors are harmless.
     """
-    models.apply_schema(streams_db)
+    ensure_schema(streams_db, models.apply_schema)
     run_requests: list[dg.RunRequest] = []
     with streams_db.transaction() as conn:
         requests = models.open_requests(conn, REQUESTS_PER_TICK)
@@ -137,7 +137,7 @@ def stream_source_sensor(
     in the run key, so a source that goes back to an earlier version (same size and ETag or
     mtime) still starts a run (Dagster never reruns a key it has seen).
     """
-    models.apply_schema(streams_db)
+    ensure_schema(streams_db, models.apply_schema)
     with streams_db.connect() as conn:
         rows = models.enabled_model_rows(conn)
     buckets = Buckets.of(object_storage)
@@ -226,7 +226,7 @@ def _source_cursor(cursor: str | None) -> dict[str, tuple[str, int]]:
 def stream_sync_schedule(
     context: dg.ScheduleEvaluationContext, streams_db: PostgresResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    models.apply_schema(streams_db)
+    ensure_schema(streams_db, models.apply_schema)
     with streams_db.connect() as conn:
         rows = models.enabled_model_rows(conn)
     ids = []

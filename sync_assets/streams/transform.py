@@ -311,94 +311,122 @@ def _inspect(
     path: str,
     open_source: Callable[[], IO[bytes]],
 ) -> _Source:
+    """How to read the model's source: its DuckDB reader and each mapped field's SQL."""
     fmt = model.source_format
     compression = _compression(model, open_source) if fmt != "parquet" else "none"
     if fmt == "csv":
-        layout = read_csv_layout(model, open_source, compression)
-        header = layout.header
-        if header is None:
-            return _Source("", {}, {}, {}, [], empty=True)
-        positions: dict[str, int] = {}
-        for index, name in enumerate(header):
-            positions.setdefault(name, index)
-        _missing(model, header)
-        _mapped_once(model, header, "CSV header")
-        # Positional names: the header's text never appears in SQL.
-        columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
-        reader = (
-            "read_csv($path, header = true, auto_detect = false, delim = $delim, quote = '\"',"
-            " escape = '\"', strict_mode = true, null_padding = false, allow_quoted_nulls = false,"
-            " skip = $skip, columns = $columns,"
-            f" compression = '{compression}')"
-        )
-        raw = {m.target: f"c{positions[m.source]}" for m in model.mappings}
-        typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
-        return _Source(
-            reader,
-            {
-                "path": path,
-                "columns": columns,
-                "delim": layout.delimiter,
-                "skip": layout.blank_lines,
-            },
-            raw,
-            typed,
-            [m for m in model.mappings if m.type != "text"],
-        )
+        return _inspect_csv(model, path, open_source, compression)
     if fmt in ("ndjson", "json"):
-        layout = "newline_delimited" if fmt == "ndjson" else "array"
-        options = f"format = '{layout}', compression = '{compression}'"
-        probe = f"read_json($path, {options}, records = true)"
-        objects = f"read_json_objects($path, {options}) AS t(value)"
-        try:
-            names = [row[0] for row in _describe(con, probe, {"path": path})]
-            if any(m.source not in names for m in model.mappings):
-                # A key that first appears after DuckDB's sample: look at every record once.
-                full = f"read_json($path, {options}, records = true, sample_size = -1)"
-                names = [row[0] for row in _describe(con, full, {"path": path})]
-        except duckdb.BinderException as exc:
-            if "expected records" not in str(exc):
-                raise
-            counted = con.execute(
-                "SELECT count(*), count(*) FILTER (WHERE json_type(value) <> 'OBJECT')"  # noqa: S608
-                f" FROM {objects}",
-                {"path": path},
-            ).fetchone()
-            total, not_objects = counted if counted else (0, 0)
-            if not total:
-                return _Source("", {}, {}, {}, [], empty=True)
-            if not not_objects:  # objects, but not one key among them
-                _missing(model, [])
-            raise SourceError(
-                f"data model {model.id!r}: the {fmt} source holds values that are not objects"
-            ) from None
+        return _inspect_json(con, model, path, compression)
+    return _inspect_parquet(con, model, path, open_source)
+
+
+def _inspect_csv(
+    model: DataModel, path: str, open_source: Callable[[], IO[bytes]], compression: str
+) -> _Source:
+    layout = read_csv_layout(model, open_source, compression)
+    header = layout.header
+    if header is None:
+        return _Source("", {}, {}, {}, [], empty=True)
+    positions: dict[str, int] = {}
+    for index, name in enumerate(header):
+        positions.setdefault(name, index)
+    _missing(model, header)
+    _mapped_once(model, header, "CSV header")
+    # Positional names: the header's text never appears in SQL.
+    columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
+    reader = (
+        "read_csv($path, header = true, auto_detect = false, delim = $delim, quote = '\"',"
+        " escape = '\"', strict_mode = true, null_padding = false, allow_quoted_nulls = false,"
+        " skip = $skip, columns = $columns,"
+        f" compression = '{compression}')"
+    )
+    raw = {m.target: f"c{positions[m.source]}" for m in model.mappings}
+    typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
+    return _Source(
+        reader,
+        {"path": path, "columns": columns, "delim": layout.delimiter, "skip": layout.blank_lines},
+        raw,
+        typed,
+        [m for m in model.mappings if m.type != "text"],
+    )
+
+
+def _inspect_json(
+    con: duckdb.DuckDBPyConnection, model: DataModel, path: str, compression: str
+) -> _Source:
+    layout = "newline_delimited" if model.source_format == "ndjson" else "array"
+    options = f"format = '{layout}', compression = '{compression}'"
+    names = _json_keys(con, model, path, options)
+    if names is None:
+        return _Source("", {}, {}, {}, [], empty=True)
+    _missing(model, names)
+    sources = list(dict.fromkeys(m.source for m in model.mappings))
+    reader = f"read_json($path, {options}, records = true, columns = $columns)"
+    # An empty string is no value for a typed field (as an empty CSV field is).
+    raw = {
+        m.target: ident(m.source) if m.type == "text" else f"NULLIF({ident(m.source)}, '')"
+        for m in model.mappings
+    }
+    typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
+    return _Source(
+        reader,
+        {"path": path, "columns": {name: "VARCHAR" for name in sources}},
+        raw,
+        typed,
+        [m for m in model.mappings if m.type != "text"],
+    )
+
+
+def _json_keys(
+    con: duckdb.DuckDBPyConnection, model: DataModel, path: str, options: str
+) -> list[str] | None:
+    """The keys of the JSON source's records (None for a source without records)."""
+    probe = f"read_json($path, {options}, records = true)"
+    objects = f"read_json_objects($path, {options}) AS t(value)"
+    try:
+        names = [row[0] for row in _describe(con, probe, {"path": path})]
         if any(m.source not in names for m in model.mappings):
-            # DuckDB names columns case-insensitively ('Id' and 'id' become 'Id' and 'id_1'),
-            # while the read below matches keys exactly: the keys themselves decide.
-            names = [
-                row[0]
-                for row in con.execute(
-                    f"SELECT DISTINCT unnest(json_keys(value)) FROM {objects}"  # noqa: S608
-                    " WHERE json_type(value) = 'OBJECT' ORDER BY 1",
-                    {"path": path},
-                ).fetchall()
-            ]
-        _missing(model, names)
-        sources = list(dict.fromkeys(m.source for m in model.mappings))
-        reader = f"read_json($path, {options}, records = true, columns = $columns)"
-        # An empty string is no value for a typed field (as an empty CSV field is).
-        raw = {
-            m.target: ident(m.source) if m.type == "text" else f"NULLIF({ident(m.source)}, '')"
-            for m in model.mappings
-        }
-        typed = {m.target: _from_text(m.type, raw[m.target]) for m in model.mappings}
-        return _Source(
-            reader,
-            {"path": path, "columns": {name: "VARCHAR" for name in sources}},
-            raw,
-            typed,
-            [m for m in model.mappings if m.type != "text"],
-        )
+            # A key that first appears after DuckDB's sample: look at every record once.
+            full = f"read_json($path, {options}, records = true, sample_size = -1)"
+            names = [row[0] for row in _describe(con, full, {"path": path})]
+    except duckdb.BinderException as exc:
+        if "expected records" not in str(exc):
+            raise
+        counted = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE json_type(value) <> 'OBJECT')"  # noqa: S608
+            f" FROM {objects}",
+            {"path": path},
+        ).fetchone()
+        total, not_objects = counted if counted else (0, 0)
+        if not total:
+            return None
+        if not not_objects:  # objects, but not one key among them
+            _missing(model, [])
+        raise SourceError(
+            f"data model {model.id!r}: the {model.source_format} source holds values that are"
+            " not objects"
+        ) from None
+    if any(m.source not in names for m in model.mappings):
+        # DuckDB names columns case-insensitively ('Id' and 'id' become 'Id' and 'id_1'),
+        # while the read below matches keys exactly: the keys themselves decide.
+        names = [
+            row[0]
+            for row in con.execute(
+                f"SELECT DISTINCT unnest(json_keys(value)) FROM {objects}"  # noqa: S608
+                " WHERE json_type(value) = 'OBJECT' ORDER BY 1",
+                {"path": path},
+            ).fetchall()
+        ]
+    return names
+
+
+def _inspect_parquet(
+    con: duckdb.DuckDBPyConnection,
+    model: DataModel,
+    path: str,
+    open_source: Callable[[], IO[bytes]],
+) -> _Source:
     # Strings written without their UTF-8 label (Hive, Impala, older Spark) are read as text.
     reader = "read_parquet($path, binary_as_string = true)"
     described = _describe(con, reader, {"path": path})

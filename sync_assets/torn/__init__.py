@@ -7,9 +7,10 @@ the Torn API for the user's basic profile and upserts `torn.user_data`.
 
 import dagster as dg
 
+from sync_assets.core.domain import Domain
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.torn.assets import user_data
-from sync_assets.torn.client import TornApiResource
+from sync_assets.torn.client import TORN_API_POOL, TornApiResource
 from sync_assets.torn.jobs import user_sync_job, user_sync_schedule
 from sync_assets.torn.keys import UserKeyCipherResource
 
@@ -22,4 +23,18 @@ defs = dg.Definitions(
         "torn_api": TornApiResource(),
         "torn_keys": UserKeyCipherResource(),
     },
+)
+
+DOMAIN = Domain(
+    name="torn",
+    defs=defs,
+    settings=(
+        "TORN_DATABASE_URL",
+        "TORN_API_BASE_URL",
+        "ENCRYPTION_KEY",
+        "USER_SYNC_MAX_RUNTIME_SECONDS",
+    ),
+    secret_settings=("TORN_DATABASE_URL", "ENCRYPTION_KEY"),
+    pools={TORN_API_POOL: 1},
+    sandbox="sync_assets.sandbox.torn",
 )

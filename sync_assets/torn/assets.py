@@ -13,6 +13,7 @@ import psycopg
 from dagster import DagsterRunStatus
 from pydantic import Field
 
+from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.per_item import (
     FAILED,
     SUCCEEDED,
@@ -21,10 +22,11 @@ from sync_assets.core.per_item import (
     StopBatch,
     run_per_item,
 )
-from sync_assets.core.postgres import PostgresResource
+from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.core.upsert import upsert_rows
 from sync_assets.core.validation import validate_frame
 from sync_assets.torn.client import (
+    TORN_API_POOL,
     TornApiResource,
     TornSession,
     TornUnavailableError,
@@ -72,6 +74,11 @@ class UserSyncConfig(dg.Config):
 
 
 def apply_schema(db: PostgresResource) -> None:
+    """Create torn.user_data (once per process and database: core.postgres.ensure_schema)."""
+    ensure_schema(db, _create_tables)
+
+
+def _create_tables(db: PostgresResource) -> None:
     db.apply_ddl(resources.files("sync_assets.torn").joinpath("schema.sql").read_text())
 
 
@@ -99,6 +106,8 @@ class FailureTally:
 @dg.asset(
     group_name="torn",
     kinds={"python", "postgres"},
+    tags=asset_tags(table="torn.user_data", provider=TORN_API_POOL),
+    pool=TORN_API_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             FAILED_SHARE_CHECK,
@@ -107,6 +116,7 @@ class FailureTally:
                 "No more than `warn_failed_share` (10%) of users failed to sync"
                 " (or were not reached: Torn stopped the batch)."
             ),
+            metadata=check_metadata(domain="torn", table="torn.user_data"),
         )
     ],
 )

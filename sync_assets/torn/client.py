@@ -35,6 +35,8 @@ from sync_assets.torn.schemas import profile_problem
 
 USER_PATH = "/user/"
 DEFAULT_BASE_URL = "https://api.torn.com"
+# Dagster pool of every step calling the Torn API.
+TORN_API_POOL = "torn_api"
 
 # Codes whose key can never work as it is: fail the user without retrying.
 KEY_ERRORS: dict[int, str] = {

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy
 
 from sync_assets.core import embedded
+from sync_assets.domains import DOMAINS
 from sync_assets_tests.conftest import create_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,14 +46,14 @@ def test_repository_instance_config(instance_env):
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 6
         limits = {limit["value"]: limit["limit"] for limit in queue.tag_concurrency_limits}
-        assert limits == {
-            "football": 1,
-            "stats": 1,
-            "steam": 1,
-            "torn": 1,
-            "streams": 2,
-            "operations": 1,
-        }
+        # One entry per registered domain, at the limit it declares, plus operations' own.
+        assert limits == {domain.name: domain.run_limit for domain in DOMAINS} | {"operations": 1}
+        assert limits["streams"] == 2
+        pools = instance.get_concurrency_config().pool_config
+        assert pools.default_pool_limit == 1
+        declared = {pool: limit for domain in DOMAINS for pool, limit in domain.pools.items()}
+        assert set(declared) == {"api_football", "steam_web_api", "steam_store", "torn_api"}
+        assert set(declared.values()) == {pools.default_pool_limit}
         assert instance.run_monitoring_enabled
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         assert not instance.run_retries_retry_on_asset_or_op_failure

@@ -63,6 +63,8 @@ def test_job_sensors_and_resources() -> None:
         "stats_queue_success_sensor",
         "stats_queue_failure_sensor",
         "stats_queue_canceled_sensor",
+        "club_tables_sensor",
+        "stats_automation_sensor",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     assert set(defs.resources or {}) == {"stats_db", "stats_app"}
