@@ -12,6 +12,9 @@
   missed while the daemon was down is made later.
 - Only rows whose status is still `processing` under the same claim are written: a row the app
   re-queued meanwhile (status back to `queued`, retry_count + 1) is left for a new run.
+- A queue run whose worker process is gone (killed with `sync-assets dev`, OOM) is failed by the
+  sensor (`core.orphans`), so it never holds the queue: `run_retries` runs it again for the same
+  rows (their status stays `processing`), and after the last retry the rows are `failed`.
 """
 
 import datetime as dt
@@ -26,6 +29,7 @@ from dagster import DagsterEventType, DagsterRunStatus
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from sync_assets.core.orphans import fail_orphan, live_runs
 from sync_assets.core.redaction import redact, register_secret
 from sync_assets.core.settings import optional_setting
 from sync_assets.stats.jobs import stats_refresh_job
@@ -214,22 +218,23 @@ def stats_job_queue_sensor(
                 in_flight = True
                 continue
             run = runs[0]
-            if run.status in FINISHED:
-                write_back(conn, stats_db.app_schema_name(), instance, run)
-                notes.append(f"wrote back run {run.run_id} for claim {claim}")
-            else:
-                in_flight = True
+            if (failed := fail_orphan(instance, run)) is not None:
+                notes.append(f"run {run.run_id} for claim {claim} lost its worker: failed it")
+                run = failed
+            if run.status not in FINISHED or run.is_complete_and_waiting_to_retry:
+                in_flight = True  # still going, or run_retries starts it again for these rows
+                continue
+            write_back(conn, stats_db.app_schema_name(), instance, run)
+            notes.append(f"wrote back run {run.run_id} for claim {claim}")
         if not in_flight:
-            in_flight = bool(
-                instance.get_runs(
-                    filters=dg.RunsFilter(
-                        job_name=stats_refresh_job.name,
-                        statuses=IN_FLIGHT,
-                        tags={TRIGGER_TAG: "queue"},
-                    ),
-                    limit=1,
+            queue_runs = instance.get_runs(
+                filters=dg.RunsFilter(
+                    job_name=stats_refresh_job.name,
+                    statuses=IN_FLIGHT,
+                    tags={TRIGGER_TAG: "queue"},
                 )
             )
+            in_flight = bool(live_runs(instance, queue_runs))
         if not in_flight:
             claim = f"stats-queue-{uuid.uuid4().hex[:16]}"
             claimed = queue.claim(claim, max_rows_per_run())
@@ -310,6 +315,8 @@ def write_back(
         if record and record.start_time
         else None
     )
+    if current.is_complete_and_waiting_to_retry:
+        return 0  # run_retries starts it again (its worker died): the retry's outcome is theirs
     if current.status not in FINISHED:
         return queue.mark_started(claim, run.run_id, started or dt.datetime.now(dt.UTC))
     per_asset, errors = asset_results(instance, run.run_id)

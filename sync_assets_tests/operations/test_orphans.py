@@ -1,0 +1,228 @@
+"""Orphaned runs recover on their own: run workers are killed for real (SIGKILL of their whole
+process tree), never by editing storage, and the queue that waited on them moves on.
+
+- stats: the daemon (and its code server and run worker) killed mid queue run, then started
+  again: the orphan is failed, run_retries serves its rows again, a row queued meanwhile is
+  served; the seconds from restart to each step go to test-artifacts/orphan_recovery.json.
+- streams: a stream run killed while it waits on its model's lock: the request sensor fails it
+  and a new request gets its run.
+- torn: a user sync killed mid-run: the hourly schedule, which skipped while it lived, starts
+  the next sync.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import psycopg
+import pytest
+from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
+
+from sync_assets.core import orphans
+from sync_assets.core.orphans import WORKER_TAG, Worker, worker_alive
+from sync_assets.sandbox import club, torn as torn_sandbox
+from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
+from sync_assets_tests.conftest import create_database
+from sync_assets_tests.processes import REPO, instance_environment, running, wait_for
+
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(statement, params).fetchall()
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL `pid`'s process group and every descendant (as killing `sync-assets dev`'s group
+    and the sessions it started does); returns the pids killed, once all are gone."""
+    root = psutil.Process(pid)
+    tree = [root, *root.children(recursive=True)]
+    groups = set()
+    for process in tree:
+        try:
+            groups.add(os.getpgid(process.pid))
+        except ProcessLookupError:
+            pass
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for process in tree:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, f"still alive after SIGKILL: {alive}"
+    return [p.pid for p in tree]
+
+
+def run_of(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    return run
+
+
+# --- the liveness check itself ------------------------------------------------------------
+
+
+def _run_with_worker(run_id: str, **worker: object) -> dg.DagsterRun:
+    me = psutil.Process()
+    fields = {
+        "run_id": run_id,
+        "machine": orphans.this_machine(),
+        "pid": me.pid,
+        "started": me.create_time(),
+    }
+    fields.update(worker)
+    tag = Worker(**fields).tag_value()  # type: ignore[arg-type]
+    return dg.DagsterRun(job_name="x", run_id="run-1", tags={WORKER_TAG: tag})
+
+
+def test_the_worker_check_tells_live_dead_reused_and_unknown_workers() -> None:
+    assert worker_alive(_run_with_worker("run-1")) is True
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert worker_alive(_run_with_worker("run-1", pid=gone.pid)) is False
+    # the pid now belongs to a process started after the run's worker: not the worker
+    assert worker_alive(_run_with_worker("run-1", started=time.time() - 3600)) is False
+    assert worker_alive(_run_with_worker("run-1", machine="elsewhere|boot|pid:[1]")) is None
+    # a retry copies its parent's tags: the parent's worker says nothing about the retry
+    assert worker_alive(_run_with_worker("parent-run")) is None
+    assert worker_alive(dg.DagsterRun(job_name="x", run_id="run-1")) is None
+
+
+# --- stats: the operator's crash, with the real daemon --------------------------------------
+
+
+@pytest.fixture
+def daemon_env(
+    server_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[dict[str, str], object, Path]]:
+    sandbox = build_sandbox(scale=0.2).start()
+    env = instance_environment(tmp_path / "home", create_database(server_url, "dagster"))
+    env |= sandbox_environment(sandbox.url)
+    env |= {"DATABASE_URL": database_url, "OBJECT_STORAGE_URL": str(tmp_path / "buckets")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    seed_app_tables(0.2)
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: sync_assets\n"
+        f"      location_name: sync_assets\n      working_directory: {REPO}\n"
+    )
+    try:
+        yield env, sandbox, workspace
+    finally:
+        sandbox.stop()
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_dev_leaves_no_jammed_stats_queue(
+    daemon_env, database_url: str, tmp_path: Path
+) -> None:
+    env, sandbox, workspace = daemon_env
+    # Each cache revalidation outlasts the client's 10 s timeout (and is retried): the queue run
+    # is certainly mid-way when it is killed.
+    sandbox.faults.add(path=club.PREFIX, kind="slow", delay=30.0, count=-1)
+    (seeded_row,) = query(
+        database_url, "SELECT id FROM background_job_status WHERE status = 'queued'"
+    )[0]
+
+    with running(tmp_path, env) as processes, dg.DagsterInstance.get() as instance:
+        daemon = processes.start("daemon", "dagster-daemon", "run", "-w", str(workspace))
+
+        def queue_run_mid_way() -> dg.DagsterRun | None:
+            (results,) = query(
+                database_url,
+                "SELECT results FROM background_job_status WHERE id = %s",
+                (seeded_row,),
+            )[0]
+            run_id = (results or {}).get("dagster_run_id")
+            if not run_id or not sandbox.recorded(club.PREFIX):
+                return None
+            run = run_of(instance, run_id)
+            return run if Worker.of(run) else None
+
+        orphan = wait_for(queue_run_mid_way, 300, "the queue run mid-way", every=0.5)
+        worker = Worker.of(orphan)
+        assert worker is not None
+        killed = kill_tree(daemon.pid)
+        assert worker.pid in killed, "the run worker was not in the killed tree"
+        assert run_of(instance, orphan.run_id).status == dg.DagsterRunStatus.STARTED
+        assert query(
+            database_url, "SELECT status FROM background_job_status WHERE id = %s", (seeded_row,)
+        ) == [("processing",)]
+        sandbox.faults.clear()
+        (new_row,) = query(
+            database_url,
+            "INSERT INTO background_job_status (job_payload, priority) "
+            "VALUES ('{\"triggeredBy\": \"after-crash\"}', 1) RETURNING id",
+        )[0]
+
+        processes.start("daemon-restarted", "dagster-daemon", "run", "-w", str(workspace))
+        restarted = time.monotonic()
+        seconds: dict[str, float] = {}
+
+        def orphan_failed() -> dg.DagsterRun | None:
+            run = run_of(instance, orphan.run_id)
+            return run if run.status == dg.DagsterRunStatus.FAILURE else None
+
+        failed = wait_for(orphan_failed, 300, "the orphan to be failed", every=0.5)
+        seconds["restart_to_orphan_failed"] = time.monotonic() - restarted
+
+        def row_status(row_id: str) -> tuple[str, dict, str | None]:
+            return query(
+                database_url,
+                "SELECT status, results, error_message FROM background_job_status"
+                " WHERE id = %s",
+                (row_id,),
+            )[0]
+
+        def finished(row_id: str):
+            def check():
+                status, results, error = row_status(row_id)
+                return (status, results, error) if status in ("completed", "failed") else None
+
+            return check
+
+        wait_for(
+            lambda: row_status(new_row)[0] != "queued", 300, "the new row claimed", every=0.5
+        )
+        seconds["restart_to_new_row_claimed"] = time.monotonic() - restarted
+        status, results, error = wait_for(finished(new_row), 300, "the new row served", every=0.5)
+        seconds["restart_to_new_row_served"] = time.monotonic() - restarted
+        assert status == "completed", error
+        served_by = run_of(instance, results["dagster_run_id"])
+        assert served_by.status == dg.DagsterRunStatus.SUCCESS
+
+        # The orphan was failed as a worker that died, so run_retries ran it again for its rows.
+        failed = run_of(instance, orphan.run_id)
+        assert failed.tags.get(WILL_RETRY_TAG) == "true"
+        retry_id = failed.tags.get(AUTO_RETRY_RUN_ID_TAG)
+        assert retry_id, failed.tags
+        status, results, error = wait_for(finished(seeded_row), 300, "the orphan's row", every=0.5)
+        assert (status, results["dagster_run_id"]) == ("completed", retry_id), error
+        assert run_of(instance, retry_id).status == dg.DagsterRunStatus.SUCCESS
+        failure = instance.get_records_for_run(
+            orphan.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+        ).records
+        message = failure[-1].event_log_entry.dagster_event.message
+        assert f"pid {worker.pid}" in message, message
+        processes.assert_alive()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    figures = {k: round(v, 1) for k, v in seconds.items()}
+    (ARTIFACTS / "orphan_recovery.json").write_text(json.dumps(figures))
+    print(f"after restart: {figures}  (failed by: {message.splitlines()[0]})")
