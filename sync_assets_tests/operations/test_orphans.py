@@ -242,7 +242,6 @@ def test_a_killed_dev_leaves_no_jammed_stats_queue(
         processes.assert_alive()
 
 
-
 # --- streams and torn: a run worker killed, then the sensor or schedule evaluated -----------
 
 
