@@ -45,7 +45,7 @@ from sync_assets_tests.torn.conftest import configure, seed
 ARTIFACTS = REPO / "test-artifacts"
 # The streams and torn domains' own fixtures, for the tests of their queues below.
 streams_fixture = streams_fixtures.streams
-torn_fixture, torn_server_fixture = torn_fixtures.torn, torn_fixtures.torn_server
+torn_fixture, torn_server = torn_fixtures.torn, torn_fixtures.torn_server
 
 
 def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
@@ -283,8 +283,9 @@ def started_with_worker(instance: dg.DagsterInstance, job: str) -> dg.DagsterRun
 
 @pytest.mark.timeout(600)
 def test_a_killed_stream_run_does_not_hold_the_request_table(
-    streams, home_instance: dg.DagsterInstance, tmp_path: Path
+    streams_fixture, home_instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
+    streams = streams_fixture
 
     instance = home_instance
     for model in ("people", "orders"):
@@ -344,12 +345,12 @@ def test_a_killed_stream_run_does_not_hold_the_request_table(
 
 @pytest.mark.timeout(600)
 def test_a_killed_user_sync_does_not_skip_the_next_hour(
-    torn, database_url: str, home_instance: dg.DagsterInstance, tmp_path: Path
+    torn_fixture, database_url: str, home_instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
 
     instance = home_instance
     seed(database_url, range(40))
-    configure(torn, latency=2.0)  # 40 users one at a time: the sync lasts over a minute
+    configure(torn_fixture, latency=2.0)  # 40 users one at a time: the sync lasts over a minute
 
     def tick() -> dg.RunRequest | dg.SkipReason:
         schedule = torn_defs.resolve_schedule_def("user_sync_schedule")
