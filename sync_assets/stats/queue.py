@@ -284,6 +284,16 @@ def asset_results(
     return results, errors
 
 
+def run_failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Why a run failed when no step did (its worker died, it never started): first line."""
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=DagsterEventType.RUN_FAILURE, limit=1, ascending=False
+    ).records
+    event = records[0].event_log_entry.dagster_event if records else None
+    message = (event.message or "").strip() if event else ""
+    return redact(message.splitlines()[0])[:500] if message else None
+
+
 def failed_steps(event: Any) -> dict[str, str]:
     """What a step failure names: each stats table that failed, else the step itself."""
     data = event.step_failure_data
@@ -328,7 +338,11 @@ def write_back(
     succeeded = current.status == DagsterRunStatus.SUCCESS
     error = None
     if not succeeded:
-        error = "; ".join(errors) or f"run {current.status.value.lower()}"
+        error = (
+            "; ".join(errors)
+            or run_failure_message(instance, run.run_id)
+            or f"run {current.status.value.lower()}"
+        )
     results = {
         "dagster_run_id": run.run_id,
         "run_status": current.status.value,

@@ -4,6 +4,7 @@ process tree), never by editing storage, and the queue that waited on them moves
 - stats: the daemon (and its code server and run worker) killed mid queue run, then started
   again: the orphan is failed, run_retries serves its rows again, a row queued meanwhile is
   served; the seconds from restart to each step go to test-artifacts/orphan_recovery.json.
+- stats without run monitoring: a queue run killed, and the queue sensor fails it itself.
 - streams: a stream run killed while it waits on its model's lock: the request sensor fails it
   and a new request gets its run.
 - torn: a user sync killed mid-run: the hourly schedule, which skipped while it lived, starts
@@ -33,6 +34,8 @@ from sync_assets.core.orphans import WORKER_TAG, Worker, worker_alive
 from sync_assets.core.postgres import lock_key
 from sync_assets.sandbox import club
 from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
+from sync_assets.stats import defs as stats_defs
+from sync_assets.stats.queue import CLAIM_TAG, stats_job_queue_sensor
 from sync_assets.streams.jobs import stream_sync_failure_sensor, stream_sync_jobs_sensor
 from sync_assets.torn import defs as torn_defs
 from sync_assets_tests.conftest import create_database
@@ -375,3 +378,50 @@ def test_a_killed_user_sync_does_not_skip_the_next_hour(
     assert failed.status == dg.DagsterRunStatus.FAILURE
     # A worker that died is retried by run_retries (dagster.yaml), never a sync whose asset raised.
     assert failed.tags.get(WILL_RETRY_TAG) == "true"
+
+
+@pytest.mark.timeout(600)
+def test_the_stats_queue_sensor_fails_a_killed_queue_run_itself(
+    sandbox_env, database_url: str, home_instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Without run monitoring (the daemon on another machine than the run workers, as in
+    deploy/docker-compose.yaml), the queue sensor, which runs beside the workers, does it."""
+    instance = home_instance
+    club.seed_app_tables(0.2)
+    sandbox_env.faults.add(path=club.PREFIX, kind="slow", delay=30.0, count=-1)
+
+    def tick() -> dg.SensorResult | dg.SkipReason:
+        context = dg.build_sensor_context(instance=instance, resources=stats_defs.resources)
+        return stats_job_queue_sensor(context)
+
+    def statuses() -> dict[str, tuple[str, str | None]]:
+        rows = query(database_url, "SELECT id, status, error_message FROM background_job_status")
+        return {str(r[0]): (r[1], r[2]) for r in rows}
+
+    [request] = tick().run_requests
+    claimed = [i for i, (status, _) in statuses().items() if status == "processing"]
+    assert claimed
+    # No retries for this run, so its rows are failed as soon as it is.
+    tags = {**request.tags, "dagster/max_retries": "0"}
+    with running(tmp_path, {}) as processes:
+        worker = start_run_worker(processes, "stats_refresh_job", {}, tags)
+        orphan = started_with_worker(instance, "stats_refresh_job")
+        wait_for(lambda: sandbox_env.recorded(club.PREFIX), 180, "the run's first revalidation")
+        assert isinstance(tick(), dg.SkipReason)  # a live run is in flight
+        kill_tree(worker.pid)
+    sandbox_env.faults.clear()
+    assert run_of(instance, orphan.run_id).status == dg.DagsterRunStatus.STARTED
+    (new_row,) = query(
+        database_url,
+        "INSERT INTO background_job_status (job_payload) VALUES ('{}') RETURNING id",
+    )[0]
+
+    result = tick()
+    assert run_of(instance, orphan.run_id).status == dg.DagsterRunStatus.FAILURE
+    after = statuses()
+    for row in claimed:
+        status, error = after[row]
+        assert status == "failed" and "is gone" in (error or ""), (status, error)
+    assert after[str(new_row)][0] == "processing"
+    [served] = result.run_requests
+    assert served.tags[CLAIM_TAG] != request.tags[CLAIM_TAG]
