@@ -10,10 +10,13 @@ ENV PYTHONUNBUFFERED=1 \
     SYNC_ASSETS_HOME=/opt/dagster/state
 
 WORKDIR /opt/sync_assets
-COPY pyproject.toml README.md ./
+# The exact versions of uv.lock, as `make` installs them: [s3] for s3:// object storage and
+# [celery] for Celery workers (add dagster-k8s to the lock for Kubernetes).
+COPY pyproject.toml uv.lock README.md ./
 COPY sync_assets ./sync_assets
-# [s3] for s3:// object storage; add dagster-k8s or dagster-celery[flower,redis] for those launchers.
-RUN pip install '.[s3]'
+RUN pip install uv==0.13.9 \
+    && UV_PROJECT_ENVIRONMENT=/usr/local uv sync --frozen --no-dev --no-editable \
+       --extra s3 --extra celery
 
 COPY dagster.yaml /opt/dagster/home/dagster.yaml
 COPY deploy/workspace.yaml /opt/dagster/home/workspace.yaml

@@ -36,7 +36,7 @@ def forget_dagster_defs_state_storage() -> Iterator[None]:
     variable. A schedule or sensor context built in a test and never closed leaves it pointing at
     an instance that is gone, and every later definitions load in that worker fails with
     "undefined DagsterInstance weakref". Each test starts without it."""
-    from dagster._core.storage.defs_state.base import _current_storage
+    from sync_assets_tests.dagster_internals import _current_storage
 
     _current_storage.set(None)
     yield

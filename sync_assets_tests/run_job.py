@@ -12,7 +12,8 @@ import json
 import sys
 
 import dagster as dg
-from dagster._utils.interrupts import setup_interrupt_handlers
+
+from sync_assets_tests.dagster_internals import setup_interrupt_handlers
 
 
 def job_named(name: str) -> dg.JobDefinition:

@@ -12,13 +12,12 @@ worker is killed can be told from one still running.
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster._core.definitions.executor_definition import (
+
+from sync_assets.core.dagster_internals import (
     IN_PROC_CONFIG,
     MULTI_PROC_CONFIG,
     _get_default_executor_requirements,
-    multi_or_in_process_executor,
 )
-
 from sync_assets.core.orphans import record_worker
 
 
@@ -50,4 +49,6 @@ class WorkerRecordingExecutor(dg.Executor):
     requirements=_get_default_executor_requirements,
 )
 def in_process_by_default_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
-    return WorkerRecordingExecutor(multi_or_in_process_executor.executor_creation_fn(init_context))
+    return WorkerRecordingExecutor(
+        dg.multi_or_in_process_executor.executor_creation_fn(init_context)
+    )

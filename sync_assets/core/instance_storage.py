@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import sqlalchemy
-from dagster._serdes import ConfigurableClassData
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine
+
+from sync_assets.core.dagster_internals import ConfigurableClassData
 
 # One connection stays open; calls made at once (the daemon's threads) open more, without limit
 # as before, and close them after use.

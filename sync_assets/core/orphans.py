@@ -32,8 +32,14 @@ from pathlib import Path
 
 import dagster as dg
 import psutil
-from dagster._core.events import JobFailureData, RunFailureReason
-from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
+from dagster import DefaultRunLauncher
+
+from sync_assets.core.dagster_internals import (
+    CheckRunHealthResult,
+    JobFailureData,
+    RunFailureReason,
+    WorkerStatus,
+)
 
 WORKER_TAG = "sync_assets/run_worker"
 # A process started after the run did cannot be its worker; the slack covers clock rounding.

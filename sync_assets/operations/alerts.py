@@ -12,12 +12,14 @@ from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 
 import dagster as dg
 import requests
-from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.event_log.base import EventLogRecord, EventRecordsFilter
-from dagster._core.storage.tags import WILL_RETRY_TAG
-from dagster._utils.error import SerializableErrorInfo
+from dagster import DagsterEventType, EventLogRecord, EventRecordsFilter
 
+from sync_assets.core.dagster_internals import (
+    WILL_RETRY_TAG,
+    FreshnessState,
+    FreshnessStateChange,
+    SerializableErrorInfo,
+)
 from sync_assets.core.http import ApiClient
 from sync_assets.core.redaction import redact, register_secret, register_secret_settings
 from sync_assets.core.settings import optional_setting

@@ -6,7 +6,12 @@ asset's (or a partition's) latest materialization, so the UI's asset state and f
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
+
+FINISHED_STATUSES = [
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+]
 
 RUNS_PER_PAGE = 200
 

@@ -53,7 +53,7 @@ def already_materialized(context: dg.AssetExecutionContext) -> set[str]:
     if not context.retry_number:
         return set()
     records = context.instance.get_records_for_run(
-        context.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=1000
+        context.run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=1000
     ).records
     return {
         r.event_log_entry.dagster_event.asset_key.path[-1]  # type: ignore[union-attr]
@@ -102,7 +102,7 @@ def table_result(
         f" from {outcome.rows_used} player-match rows ({outcome.rows_left_out} left out)"
     )
     revalidation = stats_app.revalidate(
-        [spec.cache_tag], f"{context.run_id}:{spec.name}", context.log
+        [spec.cache_tag], f"{context.run.run_id}:{spec.name}", context.log
     )
     return dg.MaterializeResult(
         asset_key=spec.name,

@@ -200,12 +200,12 @@ def _rate_limit(config: SteamDetailsConfig, store: SteamStoreResource) -> tuple[
 
 
 def _run_is_stopping(context: dg.AssetExecutionContext) -> bool:
-    run = context.instance.get_run_by_id(context.run_id)
+    run = context.instance.get_run_by_id(context.run.run_id)
     return run is not None and run.status in STOPPING
 
 
 def _mark_canceling(context: dg.AssetExecutionContext) -> None:
-    run = context.instance.get_run_by_id(context.run_id)
+    run = context.instance.get_run_by_id(context.run.run_id)
     if run is not None and run.status not in STOPPING:
         context.instance.report_run_canceling(
             run, message="Interrupted (SIGTERM/SIGINT): completed apps were committed."

@@ -12,9 +12,9 @@ from functools import partial
 from typing import Any, Literal, Self
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from pydantic import Field
 
+from sync_assets.core.dagster_internals import DATA_VERSION_TAG
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.redaction import redact
 from sync_assets.core.storage import ObjectStorageResource
@@ -350,9 +350,9 @@ def stream_parquet(
     request = RequestRef.of(context.run.tags)
     if problems := config.problems():
         error = f"run config ops.stream_parquet.config: {'; '.join(problems)}"
-        _mark(streams_db, request, models.FAILED, run_id=context.run_id, error=error)
+        _mark(streams_db, request, models.FAILED, run_id=context.run.run_id, error=error)
         raise dg.Failure(description=error, allow_retries=False)
-    _mark(streams_db, request, models.RUNNING, run_id=context.run_id)
+    _mark(streams_db, request, models.RUNNING, run_id=context.run.run_id)
     try:
         metadata = sync_model(
             model_id,
@@ -365,7 +365,7 @@ def stream_parquet(
     except Exception as exc:
         definite = isinstance(exc, DEFINITE_FAULTS + (ModelUnavailableError,))
         if definite or context.retry_number >= RETRY_POLICY.max_retries:
-            _mark(streams_db, request, models.FAILED, run_id=context.run_id, error=str(exc))
+            _mark(streams_db, request, models.FAILED, run_id=context.run.run_id, error=str(exc))
         elif request is not None:
             # Not final: the app sees the attempt's error while the request stays running.
             with streams_db.transaction() as conn:
@@ -375,7 +375,7 @@ def stream_parquet(
         # Retried or not, the failure stored in Dagster's events is redacted (a storage error
         # may quote a URL, and events are no log the redaction filter sees).
         raise failure(exc) from None
-    _mark(streams_db, request, models.DONE, run_id=context.run_id)
+    _mark(streams_db, request, models.DONE, run_id=context.run.run_id)
     return dg.MaterializeResult(metadata=metadata, data_version=data_version(metadata))
 
 

@@ -17,7 +17,6 @@ from sync_assets.streams.assets import (
     REQUESTED_AT_TAG,
     RequestRef,
     ensure_partitions,
-    stream_models,
     stream_parquet,
     sync_all_stream_models,
 )
@@ -33,7 +32,6 @@ MAX_RUNTIME_SECONDS = 7200
 stream_sync_job = dg.define_asset_job(
     "stream_sync_job",
     selection=dg.AssetSelection.assets(stream_parquet),
-    partitions_def=stream_models,
     description="Sync one data model (a partition) into streams/<model id>.parquet.",
     # Backstop for a hung run (a dead worker is failed sooner: core.orphans); the model lock
     # alone may wait 10 minutes.

@@ -288,7 +288,7 @@ def _rows(valid: pd.DataFrame) -> list[tuple[Any, ...]]:
 
 
 def _cancel_requested(context: dg.AssetExecutionContext) -> bool:
-    run = context.instance.get_run_by_id(context.run_id)
+    run = context.instance.get_run_by_id(context.run.run_id)
     return run is not None and run.status in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
 
 

@@ -1,7 +1,7 @@
 """The project's default executor runs steps in the run's process unless config asks otherwise."""
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
+from dagster import DagsterEventType
 
 from sync_assets.core.executor import in_process_by_default_executor
 from sync_assets.definitions import defs

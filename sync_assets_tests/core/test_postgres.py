@@ -7,7 +7,7 @@ import time
 
 import dagster as dg
 import pytest
-from dagster._serdes import serialize_value
+from dagster import serialize_value
 
 from sync_assets.core.postgres import LockBusyError, PostgresResource, database_url_for
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster._serdes import serialize_value
+from dagster import serialize_value
 
 from sync_assets.sandbox import football as sandbox
 from sync_assets_tests.football.conftest import counts, failure_message, metadata, sync

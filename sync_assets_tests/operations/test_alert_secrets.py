@@ -11,8 +11,6 @@ import uuid
 
 import dagster as dg
 import pytest
-from dagster._core.errors import SensorExecutionError, user_code_error_boundary
-from dagster._utils.error import serializable_error_info_from_exc_info
 
 from sync_assets.operations.alerts import (
     SECRET_SETTINGS,
@@ -21,6 +19,11 @@ from sync_assets.operations.alerts import (
     check_failure_alert_sensor,
 )
 from sync_assets.sandbox import webhook
+from sync_assets_tests.dagster_internals import (
+    SensorExecutionError,
+    serializable_error_info_from_exc_info,
+    user_code_error_boundary,
+)
 from sync_assets_tests.operations.conftest import posted_texts
 from sync_assets_tests.processes import REPO
 

@@ -8,11 +8,9 @@ from datetime import timedelta
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
-from dagster._core.definitions.run_status_sensor_definition import RunStatusSensorCursor
-from dagster._core.events import DagsterEvent, DagsterEventType
-from dagster._core.storage.event_log.base import EventRecordsFilter
+from dagster import DagsterEvent, DagsterEventType, EventRecordsFilter
 
+from sync_assets.core.dagster_internals import FreshnessState, FreshnessStateChange
 from sync_assets.operations import alerts as alerts_module
 from sync_assets.operations.alerts import (
     FIRST_TICK_LOOKBACK_SECONDS,
@@ -22,6 +20,7 @@ from sync_assets.operations.alerts import (
     run_failure_alert_sensor,
 )
 from sync_assets.sandbox import webhook
+from sync_assets_tests.dagster_internals import RunStatusSensorCursor
 from sync_assets_tests.operations.conftest import posted_texts
 
 LEAKED_KEY = "int-key-5f1c9a7e0b3d"
@@ -255,7 +254,7 @@ def test_check_alert_payload_is_slack_json(alerts, pg_instance):
 
 
 def test_freshness_policy_state_change_alerts(alerts, pg_instance):
-    from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+    from sync_assets.core.dagster_internals import FreshnessState, FreshnessStateChange
 
     change = FreshnessStateChange(
         key=dg.AssetKey(["football", "leagues"]),

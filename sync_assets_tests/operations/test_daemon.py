@@ -13,11 +13,11 @@ import dagster as dg
 import psycopg
 import pyarrow.parquet as pq
 import pytest
-from dagster._core.scheduler.instigation import TickStatus
 
 from sync_assets.sandbox import torn as torn_sandbox
 from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
 from sync_assets_tests.conftest import create_database
+from sync_assets_tests.dagster_internals import TickStatus
 from sync_assets_tests.processes import REPO, instance_environment, running, wait_for
 
 ARTIFACTS = REPO / "test-artifacts"

@@ -8,7 +8,7 @@ import subprocess
 
 import dagster as dg
 import requests
-from dagster._core.events import DagsterEventType
+from dagster import DagsterEventType
 from dagster_graphql import DagsterGraphQLClient
 
 from sync_assets_tests.conftest import create_database

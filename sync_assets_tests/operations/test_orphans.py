@@ -27,9 +27,9 @@ import dagster as dg
 import psutil
 import psycopg
 import pytest
-from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 
 from sync_assets.core import orphans
+from sync_assets.core.dagster_internals import WILL_RETRY_TAG
 from sync_assets.core.orphans import WORKER_TAG, Worker, worker_alive
 from sync_assets.core.postgres import lock_key
 from sync_assets.sandbox import club
@@ -39,6 +39,7 @@ from sync_assets.stats.queue import CLAIM_TAG, stats_job_queue_sensor
 from sync_assets.streams.jobs import stream_sync_failure_sensor, stream_sync_jobs_sensor
 from sync_assets.torn import defs as torn_defs
 from sync_assets_tests.conftest import create_database
+from sync_assets_tests.dagster_internals import AUTO_RETRY_RUN_ID_TAG
 from sync_assets_tests.processes import REPO, instance_environment, running, wait_for
 from sync_assets_tests.streams import conftest as streams_fixtures
 from sync_assets_tests.streams.conftest import CSV

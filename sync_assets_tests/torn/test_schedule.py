@@ -13,19 +13,19 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-from dagster._core.events import DagsterEvent, DagsterEventType
-from dagster._core.remote_origin import (
-    InProcessCodeLocationOrigin,
-    RemoteJobOrigin,
-    RemoteRepositoryOrigin,
-)
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._daemon.monitoring.run_monitoring import check_run_timeout
+from dagster import DagsterEvent, DagsterEventType
 
 from sync_assets.core import embedded
 from sync_assets.torn import defs
 from sync_assets.torn.assets import FAILED_SHARE_CHECK
 from sync_assets_tests.conftest import create_database
+from sync_assets_tests.dagster_internals import (
+    InProcessCodeLocationOrigin,
+    LoadableTargetOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+    check_run_timeout,
+)
 from sync_assets_tests.processes import wait_for
 from sync_assets_tests.torn.conftest import configure, failure_text, query, seed
 
