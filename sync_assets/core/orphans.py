@@ -42,7 +42,8 @@ from sync_assets.core.dagster_internals import (
 )
 
 WORKER_TAG = "sync_assets/run_worker"
-# A process started after the run did cannot be its worker; the slack covers clock rounding.
+# A pid reused by a later process shows another start time than the worker's recorded one;
+# the slack covers rounding of the start time.
 START_SLACK_SECONDS = 2.0
 
 
