@@ -9,6 +9,8 @@ An upgrade that moves one breaks this import and nothing else.
 - InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin, LoadableTargetOrigin: a
   job's origin as the daemon builds it; the torn overlap-guard test creates runs as the scheduler
   does so that run monitoring can judge them.
+- AUTO_RETRY_RUN_ID_TAG: the tag run_retries puts on a failed run naming its retry; the orphan
+  test follows a killed run's retries by it (only the string is private).
 - TickStatus: the status of a schedule or sensor tick in the daemon's records (not exported).
 - _current_storage: the defs-state storage of the last instance a context entered, kept in a
   context variable with no public way to forget it (conftest.forget_dagster_defs_state_storage).
@@ -26,12 +28,14 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.scheduler.instigation import TickStatus
 from dagster._core.storage.defs_state.base import _current_storage
+from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.monitoring.run_monitoring import check_run_timeout
 from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster._utils.interrupts import setup_interrupt_handlers
 
 __all__ = [
+    "AUTO_RETRY_RUN_ID_TAG",
     "InProcessCodeLocationOrigin",
     "LoadableTargetOrigin",
     "RemoteJobOrigin",

@@ -2,8 +2,8 @@
 subprocesses where the job says so; SIGTERM interrupts the run as it does a real worker's).
 
 Used by tests that need a run in its own OS process (cancellation, secrets in the output):
-`python -m sync_assets_tests.run_job <job name> '<run config as JSON>'`, with DAGSTER_HOME
-naming the instance. Prints `{"run_id": ..., "success": ...}`.
+`python -m sync_assets_tests.run_job <job name> '<run config as JSON>' ['<tags as JSON>']`, with
+DAGSTER_HOME naming the instance. Prints `{"run_id": ..., "success": ...}`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,14 @@ def job_named(name: str) -> dg.JobDefinition:
 def main() -> None:
     setup_interrupt_handlers()  # as `dagster api execute_run` does: SIGTERM acts as SIGINT
     name, run_config = sys.argv[1], json.loads(sys.argv[2])
+    tags = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
     job = dg.build_reconstructable_job(
         "sync_assets_tests.run_job", "job_named", reconstructable_args=(name,)
     )
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(job, instance=instance, run_config=run_config, raise_on_error=False)
+        result = dg.execute_job(
+            job, instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+        )
         print(json.dumps({"run_id": result.run_id, "success": result.success}), flush=True)
 
 

@@ -25,6 +25,16 @@ from dagster._core.definitions.executor_definition import (
 #   exported.
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
+# JobFailureData, RunFailureReason: the payload of a run failure reported from outside the run;
+#   `core.orphans` fails a run whose worker is gone with reason UNEXPECTED_TERMINATION, as run
+#   monitoring does, so run_retries treats it as a worker that died (not an asset that raised).
+from dagster._core.events import JobFailureData, RunFailureReason
+
+# CheckRunHealthResult, WorkerStatus: what a run launcher's worker health check returns to run
+#   monitoring; `LivenessCheckingRunLauncher` adds that check to DefaultRunLauncher, which has
+#   none. Dagster exports DefaultRunLauncher but not the health-check types.
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
 # WILL_RETRY_TAG: the run tag run_retries sets on a failed run it will start again; the failure
 #   alert waits for the last attempt. Only the string is private; importing it keeps one spelling.
 from dagster._core.storage.tags import WILL_RETRY_TAG
@@ -39,6 +49,10 @@ from dagster._utils.error import SerializableErrorInfo
 
 __all__ = [
     "DATA_VERSION_TAG",
+    "CheckRunHealthResult",
+    "JobFailureData",
+    "RunFailureReason",
+    "WorkerStatus",
     "IN_PROC_CONFIG",
     "MULTI_PROC_CONFIG",
     "WILL_RETRY_TAG",

@@ -12,5 +12,7 @@ stats_refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*STATS_ASSETS)
     | dg.AssetSelection.checks_for_assets(*CLUB_KEYS),
     description="Recompute all eleven club stats tables (and check the club's tables).",
-    tags={"sync_assets/domain": "stats"},
+    # A 200x club refreshes in about 10 s: a run still going after 30 minutes is hung, and run
+    # monitoring ends it so the queue moves on (a dead worker is failed sooner: core.orphans).
+    tags={"sync_assets/domain": "stats", "dagster/max_runtime": "1800"},
 )

@@ -12,6 +12,9 @@
   missed while the daemon was down is made later.
 - Only rows whose status is still `processing` under the same claim are written: a row the app
   re-queued meanwhile (status back to `queued`, retry_count + 1) is left for a new run.
+- A queue run whose worker process is gone (killed with `sync-assets dev`, OOM) is failed by the
+  sensor (`core.orphans`), so it never holds the queue: `run_retries` runs it again for the same
+  rows (their status stays `processing`), and after the last retry the rows are `failed`.
 """
 
 import datetime as dt
@@ -26,6 +29,7 @@ from dagster import DagsterEventType, DagsterRunStatus
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from sync_assets.core.orphans import fail_orphan, live_runs
 from sync_assets.core.redaction import redact, register_secret
 from sync_assets.core.settings import optional_setting
 from sync_assets.stats.jobs import stats_refresh_job
@@ -214,22 +218,23 @@ def stats_job_queue_sensor(
                 in_flight = True
                 continue
             run = runs[0]
-            if run.status in FINISHED:
-                write_back(conn, stats_db.app_schema_name(), instance, run)
-                notes.append(f"wrote back run {run.run_id} for claim {claim}")
-            else:
-                in_flight = True
+            if (failed := fail_orphan(instance, run)) is not None:
+                notes.append(f"run {run.run_id} for claim {claim} lost its worker: failed it")
+                run = failed
+            if run.status not in FINISHED or run.is_complete_and_waiting_to_retry:
+                in_flight = True  # still going, or run_retries starts it again for these rows
+                continue
+            write_back(conn, stats_db.app_schema_name(), instance, run)
+            notes.append(f"wrote back run {run.run_id} for claim {claim}")
         if not in_flight:
-            in_flight = bool(
-                instance.get_runs(
-                    filters=dg.RunsFilter(
-                        job_name=stats_refresh_job.name,
-                        statuses=IN_FLIGHT,
-                        tags={TRIGGER_TAG: "queue"},
-                    ),
-                    limit=1,
+            queue_runs = instance.get_runs(
+                filters=dg.RunsFilter(
+                    job_name=stats_refresh_job.name,
+                    statuses=IN_FLIGHT,
+                    tags={TRIGGER_TAG: "queue"},
                 )
             )
+            in_flight = bool(live_runs(instance, queue_runs))
         if not in_flight:
             claim = f"stats-queue-{uuid.uuid4().hex[:16]}"
             claimed = queue.claim(claim, max_rows_per_run())
@@ -279,6 +284,16 @@ def asset_results(
     return results, errors
 
 
+def run_failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Why a run failed when no step did (its worker died, it never started): first line."""
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=DagsterEventType.RUN_FAILURE, limit=1, ascending=False
+    ).records
+    event = records[0].event_log_entry.dagster_event if records else None
+    message = (event.message or "").strip() if event else ""
+    return redact(message.splitlines()[0])[:500] if message else None
+
+
 def failed_steps(event: Any) -> dict[str, str]:
     """What a step failure names: each stats table that failed, else the step itself."""
     data = event.step_failure_data
@@ -310,6 +325,8 @@ def write_back(
         if record and record.start_time
         else None
     )
+    if current.is_complete_and_waiting_to_retry:
+        return 0  # run_retries starts it again (its worker died): the retry's outcome is theirs
     if current.status not in FINISHED:
         return queue.mark_started(claim, run.run_id, started or dt.datetime.now(dt.UTC))
     per_asset, errors = asset_results(instance, run.run_id)
@@ -321,7 +338,11 @@ def write_back(
     succeeded = current.status == DagsterRunStatus.SUCCESS
     error = None
     if not succeeded:
-        error = "; ".join(errors) or f"run {current.status.value.lower()}"
+        error = (
+            "; ".join(errors)
+            or run_failure_message(instance, run.run_id)
+            or f"run {current.status.value.lower()}"
+        )
     results = {
         "dagster_run_id": run.run_id,
         "run_status": current.status.value,

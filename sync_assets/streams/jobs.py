@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import psycopg
 
+from sync_assets.core.orphans import fail_orphans
 from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.core.redaction import redact
 from sync_assets.core.storage import ObjectStorageResource
@@ -26,16 +27,22 @@ REQUESTS_PER_TICK = 50
 # Sources looked at in parallel: one HEAD each, ~50 ms on a remote store, so 1,000 models fit
 # in a few seconds of the sensor's 60 s.
 SOURCE_LOOKUPS = 16
+MAX_RUNTIME_SECONDS = 7200
 
 stream_sync_job = dg.define_asset_job(
     "stream_sync_job",
     selection=dg.AssetSelection.assets(stream_parquet),
     description="Sync one data model (a partition) into streams/<model id>.parquet.",
-    tags=DOMAIN_TAGS,
+    # Backstop for a hung run (a dead worker is failed sooner: core.orphans); the model lock
+    # alone may wait 10 minutes.
+    tags={**DOMAIN_TAGS, "dagster/max_runtime": str(MAX_RUNTIME_SECONDS)},
 )
 
 
-@dg.job(tags=DOMAIN_TAGS, description="Sync every enabled data model in one run.")
+@dg.job(
+    tags={**DOMAIN_TAGS, "dagster/max_runtime": str(6 * MAX_RUNTIME_SECONDS)},
+    description="Sync every enabled data model in one run.",
+)
 def stream_sync_all_job() -> None:
     sync_all_stream_models()
 
@@ -79,7 +86,11 @@ def stream_sync_jobs_sensor(
 
     A request is one run: the run key is the request id, and a request that already has a
     run (found by its tag) is never requested again, so restarts and lost cursors are harmless.
+    A stream run whose worker is gone is failed first (`core.orphans`): it would hold one of the
+    domain's run slots and leave its request `running` for good.
     """
+    for orphan in fail_orphans(context.instance, DOMAIN_TAGS):
+        context.log.warning(f"run {orphan.run_id} lost its worker: marked failed")
     ensure_schema(streams_db, models.apply_schema)
     run_requests: list[dg.RunRequest] = []
     with streams_db.transaction() as conn:

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from sync_assets.core.orphans import live_runs
 from sync_assets.core.settings import optional_setting
 from sync_assets.torn.assets import user_data
 
@@ -53,13 +54,12 @@ user_sync_job = dg.define_asset_job(
 
 
 def syncs_in_flight(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
-    """Queued or running runs that write user_data."""
+    """Queued or running runs that write user_data; a run whose worker is gone is failed on the
+    way (`core.orphans`) and does not count, so a killed sync never skips the next hour."""
     runs: list[dg.DagsterRun] = []
     for job_name in WRITERS:
-        runs.extend(
-            instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=5)
-        )
-    return runs
+        runs.extend(instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT)))
+    return live_runs(instance, runs)
 
 
 @dg.schedule(

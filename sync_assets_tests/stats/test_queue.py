@@ -147,7 +147,11 @@ def test_rows_queued_while_a_run_is_in_flight_are_served_together(
     instance.report_run_failed(instance.get_run_by_id(run.run_id))
     [together] = tick(instance).run_requests
     failed = row(database_url, first)
-    assert failed["status"] == "failed" and failed["error_message"] == "run failure"
+    assert failed["status"] == "failed"
+    assert (
+        failed["error_message"]
+        == "This run has been marked as failed from outside the execution context."
+    )
     assert together.tags[ROWS_TAG] == f"{urgent},{later}"
     assert together.tags["dagster/priority"] == "2"
     assert {row(database_url, r)["status"] for r in (later, urgent)} == {"processing"}
