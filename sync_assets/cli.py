@@ -27,6 +27,9 @@ def prepare_instance_home() -> Path:
         shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
     os.environ.setdefault("SYNC_ASSETS_COMPUTE_LOGS", str(state_dir() / "compute_logs"))
+    # Dagster gives the code server 60 s to start a run worker; on a busy 2-core machine that
+    # start alone took 48-63 s and runs failed before they began.
+    os.environ.setdefault("DAGSTER_GRPC_TIMEOUT_SECONDS", "180")
     if not os.environ.get("DAGSTER_PG_URL"):
         os.environ["DAGSTER_PG_URL"] = sqlalchemy_url(embedded_database_url(DAGSTER_DATABASE))
     return Path(os.environ["DAGSTER_HOME"])
