@@ -72,16 +72,21 @@ def test_a_run_canceled_half_way_keeps_completed_work(
         text=True,
     )
     try:
-        wait_for(
-            lambda: (
-                query(database_url, "SELECT count(*) FROM app_sync_status")[0][0] >= 40
-                if query(database_url, "SELECT to_regclass('steam.app_sync_status')")[0][0]
-                else False
-            ),
-            timeout=60,
-            what="a few committed chunks",
-            every=0.1,
-        )
+        try:
+            wait_for(
+                lambda: (
+                    query(database_url, "SELECT count(*) FROM app_sync_status")[0][0] >= 40
+                    if query(database_url, "SELECT to_regclass('steam.app_sync_status')")[0][0]
+                    else False
+                ),
+                timeout=60,
+                what="a few committed chunks",
+                every=0.1,
+            )
+        except AssertionError:
+            worker.kill()
+            out, err = worker.communicate(timeout=60)
+            raise AssertionError(f"{out[-2000:]}\n{err[-6000:]}") from None
         [run] = pg_instance.get_runs()
         if how == "ui_cancel":
             pg_instance.report_run_canceling(run)  # what the UI's "Terminate" records first
