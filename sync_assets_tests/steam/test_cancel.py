@@ -39,6 +39,9 @@ def _synced_apps(database_url: str) -> int:
     return query(database_url, "SELECT count(*) FROM app_sync_status")[0][0]
 
 
+# A run worker in its own process (and, multiprocess, one per step) imports Dagster and the
+# project before its first commit: minutes on a loaded machine, beyond the default 300 s.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     ("how", "executor"),
     [("ui_cancel", "in_process"), ("sigterm", "in_process"), ("sigterm", "multiprocess")],

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from sync_assets.sandbox import torn as torn_sandbox
@@ -29,6 +30,9 @@ def _users_written(database_url: str) -> int:
     return query(database_url, "SELECT count(*) FROM user_data")[0][0]
 
 
+# A run worker in its own process (and, multiprocess, one per step) imports Dagster and the
+# project before its first commit: minutes on a loaded machine, beyond the default 300 s.
+@pytest.mark.timeout(900)
 def test_a_sync_sent_sigterm_half_way_ends_canceled_and_keeps_its_chunks(
     torn, database_url, pg_instance, tmp_path
 ) -> None:
