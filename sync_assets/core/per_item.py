@@ -12,7 +12,7 @@ One call runs a whole batch::
             raise StopBatch("the store answered 403")   # stop taking new items
         return ItemResult.succeeded(appid, row)  # any exception -> ItemResult.failed(...)
 
-    def commit(results: list[ItemResult]) -> list[ItemResult] | None:  # calling thread
+    def commit(results: list[ItemResult]) -> list[ItemResult] | None:  # the driver thread
         with db.transaction() as conn: ...          # write rows AND per-item state together
         return demoted                              # optional: results that replace some of
                                                     # the chunk's (e.g. failed validation)
@@ -50,14 +50,26 @@ as failed instead of failing every batch that picks it up first. When even that 
 be recorded, the fault is not the item's (the database is down) and the error propagates.
 An operational error (the connection lost, the server shutting down, the disk full) is never an
 item's fault: it propagates at once, with the database's own message.
+
+Threads: `fetch` runs in a pool of worker threads; everything else (`next(items)`, `commit`,
+`stop_requested`, `log`) runs in one driver thread, never in the calling thread. Python delivers
+signals, and Dagster raises its run cancellation, only in the main thread at any bytecode; were
+the main thread inside `commit`, the interrupt would cut a database call half-way and leave the
+connection busy ("another command is already in progress") or a COMMIT's outcome unknown. So the
+calling thread only waits for the driver and turns each interrupt into a stop request: the
+database work under way always finishes, and what a cancel keeps is every chunk committed
+before it plus the finished items the driver commits last. `items` may therefore be read from a
+connection too (a server-side cursor), as long as the caller touches that connection only
+before and after the call.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -178,6 +190,8 @@ class PerItemReport:
 
 
 _END = object()
+_WAKE = object()  # put on the completion queue by an interrupt, so the driver notices at once
+WAIT_TICK_SECONDS = 1.0  # the calling thread looks for a signal at least this often
 
 
 def _commit_isolating[T](
@@ -214,6 +228,237 @@ def _commit_isolating[T](
     ]
 
 
+@dataclass
+class _Settings:
+    concurrency: int
+    chunk_size: int
+    progress_every: int
+    stop_requested: Callable[[], bool] | None
+    stop_poll_seconds: float
+    drain_seconds: float
+    log: Logger | None
+    label: str
+
+
+class _Batch[T]:
+    """One batch: `drive()` runs it in the driver thread; `interrupt()` comes from the caller's."""
+
+    def __init__(
+        self,
+        items: Iterable[T],
+        fetch: Callable[[T], ItemResult[T]],
+        commit: Callable[[list[ItemResult[T]]], Iterable[ItemResult[T]] | None],
+        settings: _Settings,
+        request_stats: RequestStats | None,
+    ) -> None:
+        self.items = items
+        self.fetch = fetch
+        self.commit = commit
+        self.settings = settings
+        self.request_stats = request_stats
+        self.base_requests = request_stats.requests if request_stats else 0
+        self.base_retries = request_stats.retries if request_stats else 0
+        self.report = PerItemReport()
+        self.started = time.monotonic()
+        self.stopping = threading.Event()  # no new item is taken, queued ones are not started
+        self.abandon = threading.Event()  # a second interrupt: stop waiting for items in flight
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+        self._claimed = threading.Lock()
+        self._completed: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._in_flight = 0
+        self._pending: list[ItemResult[T]] = []
+        self._next_progress = settings.progress_every
+
+    # The calling (main) thread -----------------------------------------------------------
+
+    def interrupt(self, exc: BaseException) -> None:
+        """The first interrupt stops the batch; a second one abandons the items in flight."""
+        if self.report.interrupted is None:
+            self.report.interrupted = exc
+        else:
+            self.abandon.set()
+        self.stopping.set()
+        self._completed.put(_WAKE)
+
+    # The driver thread ---------------------------------------------------------------------
+
+    def drive(self) -> None:
+        """Fetch and commit the whole batch, then commit what is left; errors are kept."""
+        if not self._claimed.acquire(blocking=False):
+            return  # started twice (an interrupt hit the first start): the first one drives
+        try:
+            self._fetch_and_commit()
+            self._flush()
+            self._refresh_stats()
+            if self.settings.log is not None:
+                self.settings.log.info(f"{self.settings.label} done: {self.report.summary()}")
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread to raise
+            self.error = exc
+        finally:
+            self.finished.set()
+
+    def _fetch_and_commit(self) -> None:
+        settings = self.settings
+        executor = ThreadPoolExecutor(
+            max_workers=settings.concurrency, thread_name_prefix=f"per-item-{settings.label}"
+        )
+        try:
+            iterator = iter(self.items)
+            exhausted = False
+            last_poll = time.monotonic()
+            drain_until = float("inf")
+            while True:
+                if not exhausted:
+                    exhausted = self._submit_more(executor, iterator)
+                if not self._in_flight:
+                    return
+                if self.report.interrupted is not None:
+                    if drain_until == float("inf"):
+                        drain_until = self._stop_for_interrupt()
+                    if self.abandon.is_set() or time.monotonic() >= drain_until:
+                        self._warn(f"abandoned {self._in_flight} in flight (not recorded)")
+                        return
+                wait = min(settings.stop_poll_seconds, drain_until - time.monotonic())
+                self._absorb(self._collect(max(0.0, wait)))
+                self._flush(full_chunks_only=True)
+                if settings.stop_requested is not None:
+                    now = time.monotonic()
+                    if now - last_poll >= settings.stop_poll_seconds:
+                        last_poll = now
+                        if not self.stopping.is_set() and settings.stop_requested():
+                            self._stop("the run was asked to stop (cancel requested)", "request")
+        finally:
+            self.stopping.set()
+            executor.shutdown(wait=False, cancel_futures=True)
+            self._refresh_stats()
+
+    def _submit_more(self, executor: ThreadPoolExecutor, iterator: Iterator[T]) -> bool:
+        """Keep twice `concurrency` submitted; True once `items` is exhausted.
+
+        The pool runs `concurrency` at once and the rest wait in its queue, so the workers keep
+        fetching while the driver commits.
+        """
+        while not self.stopping.is_set() and self._in_flight < 2 * self.settings.concurrency:
+            item = next(iterator, _END)
+            if item is _END:
+                return True
+            future = executor.submit(self._guarded, item)  # type: ignore[arg-type]
+            self._in_flight += 1
+            future.add_done_callback(self._completed.put)
+        return False
+
+    def _guarded(self, item: T) -> ItemResult[T] | None:
+        if self.stopping.is_set():
+            return None  # submitted but never started: stays unprocessed
+        try:
+            return self.fetch(item)
+        except StopBatch:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad item must not end the batch
+            return ItemResult.failed(item, f"{type(exc).__name__}: {exc}")
+
+    def _collect(self, timeout: float) -> list[Future[ItemResult[T] | None]]:
+        """The fetches done so far, waiting up to `timeout` for one (an interrupt wakes it)."""
+        done: list[Future[ItemResult[T] | None]] = []
+        try:
+            entry = self._completed.get(timeout=timeout)
+            while True:
+                if entry is not _WAKE:
+                    done.append(entry)
+                entry = self._completed.get_nowait()
+        except queue.Empty:
+            return done
+
+    def _absorb(self, done: Iterable[Future[ItemResult[T] | None]]) -> None:
+        for future in done:
+            self._in_flight -= 1
+            try:
+                result = future.result()
+            except StopBatch as exc:
+                self._stop(str(exc) or "stop requested by fetch", "fetch")
+                continue
+            if result is None:
+                continue
+            self.report.count(result)
+            self._pending.append(result)
+        self._log_progress()
+
+    def _flush(self, full_chunks_only: bool = False) -> None:
+        """Commit the finished items, a chunk at a time (only full chunks, if asked)."""
+        chunk_size = self.settings.chunk_size
+        while self._pending and (len(self._pending) >= chunk_size or not full_chunks_only):
+            chunk = self._pending[:chunk_size]
+            replaced = _commit_isolating(self.commit, chunk, self.settings.log, self.settings.label)
+            if replaced:
+                originals = {r.item: r for r in chunk}
+                for new in replaced:
+                    old = originals.get(new.item)
+                    if old is not None and old.status != new.status:
+                        self.report.replace(old, new)
+            del self._pending[: len(chunk)]
+            self.report.committed += len(chunk)
+            self.report.chunks += 1
+
+    def _stop_for_interrupt(self) -> float:
+        """Record the interrupt as the stop; the time until which items in flight may finish."""
+        exc = self.report.interrupted
+        name = type(exc).__name__
+        self._stop(f"interrupted ({name}): no new {self.settings.label} taken", "interrupt")
+        return time.monotonic() + self.settings.drain_seconds
+
+    def _stop(self, reason: str, by: str) -> None:
+        if not self.report.stopped_early:
+            self.report.stopped_early = True
+            self.report.stop_reason = redact(reason)
+            self.report.stopped_by = by
+            self._warn(f"stopping early: {self.report.stop_reason}")
+        self.stopping.set()
+
+    def _warn(self, message: str) -> None:
+        if self.settings.log is not None:
+            self.settings.log.warning(f"{self.settings.label}: {message}")
+
+    def _log_progress(self) -> None:
+        every, log = self.settings.progress_every, self.settings.log
+        if log is None or not every or self.report.processed < self._next_progress:
+            return
+        self._refresh_stats()
+        log.info(f"{self.settings.label} progress: {self.report.summary()}")
+        while self._next_progress <= self.report.processed:
+            self._next_progress += every
+
+    def _refresh_stats(self) -> None:
+        self.report.seconds = time.monotonic() - self.started
+        if self.request_stats is not None:
+            self.report.retries = self.request_stats.retries - self.base_retries
+            self.report.requests = (
+                self.request_stats.requests - self.base_requests + self.report.retries
+            )
+
+
+def _drive_in_own_thread(batch: _Batch[Any]) -> None:
+    """Run `batch.drive` in a new thread and wait for it; interrupts meanwhile stop the batch.
+
+    Each start makes a new thread: an interrupt may land inside `Thread.start`, before or after
+    the thread exists, so a second start follows and `drive` runs only in the first to claim it.
+    """
+    launched = False
+    while not batch.finished.is_set():
+        try:
+            try:
+                if not launched:
+                    name = f"per-item-{batch.settings.label}-driver"
+                    threading.Thread(target=batch.drive, name=name, daemon=True).start()
+                    launched = True
+                # Timed, so a signal the OS handed to another thread is still seen here soon.
+                batch.finished.wait(WAIT_TICK_SECONDS)
+            except INTERRUPTS as exc:
+                batch.interrupt(exc)
+        except INTERRUPTS as exc:  # a second one landed while the first was handed over
+            batch.interrupt(exc)
+
+
 def run_per_item[T](
     items: Iterable[T],
     fetch: Callable[[T], ItemResult[T]],
@@ -236,120 +481,25 @@ def run_per_item[T](
     """
     if concurrency < 1 or chunk_size < 1:
         raise ValueError("concurrency and chunk_size must be at least 1")
-    report = PerItemReport()
-    base_requests = request_stats.requests if request_stats else 0
-    base_retries = request_stats.retries if request_stats else 0
-    stopping = threading.Event()
-    pending: list[ItemResult[T]] = []
-    in_flight: set[Future[ItemResult[T]]] = set()
-    started = time.monotonic()
-    last_poll = started
-    next_progress = progress_every
-
-    def guarded(item: T) -> ItemResult[T] | None:
-        if stopping.is_set():
-            return None  # submitted but never started: stays unprocessed
-        try:
-            return fetch(item)
-        except StopBatch:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one bad item must not end the batch
-            return ItemResult.failed(item, f"{type(exc).__name__}: {exc}")
-
-    def stop(reason: str, by: str) -> None:
-        if not report.stopped_early:
-            report.stopped_early = True
-            report.stop_reason = redact(reason)
-            report.stopped_by = by
-            if log is not None:
-                log.warning(f"{label}: stopping early: {report.stop_reason}")
-        stopping.set()
-
-    def absorb(done: Iterable[Future[ItemResult[T]]]) -> None:
-        nonlocal next_progress
-        for future in done:
-            try:
-                result = future.result()
-            except StopBatch as exc:
-                stop(str(exc) or "stop requested by fetch", "fetch")
-                continue
-            if result is None:
-                continue
-            report.count(result)
-            pending.append(result)
-        if log is not None and progress_every and report.processed >= next_progress:
-            _refresh_stats()
-            log.info(f"{label} progress: {report.summary()}")
-            while next_progress <= report.processed:
-                next_progress += progress_every
-
-    def flush(full_chunks_only: bool = False) -> None:
-        while pending and (len(pending) >= chunk_size or not full_chunks_only):
-            chunk = pending[:chunk_size]
-            replaced = _commit_isolating(commit, chunk, log, label)
-            if replaced:
-                originals = {r.item: r for r in chunk}
-                for new in replaced:
-                    old = originals.get(new.item)
-                    if old is not None and old.status != new.status:
-                        report.replace(old, new)
-            del pending[: len(chunk)]
-            report.committed += len(chunk)
-            report.chunks += 1
-
-    def _refresh_stats() -> None:
-        report.seconds = time.monotonic() - started
-        if request_stats is not None:
-            report.retries = request_stats.retries - base_retries
-            report.requests = request_stats.requests - base_requests + report.retries
-
-    iterator = iter(items)
-    exhausted = False
-    executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"per-item-{label}")
-    try:
-        try:
-            while True:
-                # Twice `concurrency` submitted: the pool runs `concurrency` at once and the rest
-                # wait in its queue, so the workers keep fetching while this thread commits.
-                while not stopping.is_set() and not exhausted and len(in_flight) < 2 * concurrency:
-                    item = next(iterator, _END)
-                    if item is _END:
-                        exhausted = True
-                        break
-                    in_flight.add(executor.submit(guarded, item))  # type: ignore[arg-type]
-                if not in_flight:
-                    break
-                done, in_flight = wait(
-                    in_flight, timeout=stop_poll_seconds, return_when=FIRST_COMPLETED
-                )
-                absorb(done)
-                flush(full_chunks_only=True)
-                now = time.monotonic()
-                if stop_requested is not None and now - last_poll >= stop_poll_seconds:
-                    last_poll = now
-                    if not stopping.is_set() and stop_requested():
-                        stop("the run was asked to stop (cancel requested)", "request")
-        except INTERRUPTS as exc:
-            report.interrupted = exc
-            stop(f"interrupted ({type(exc).__name__}): no new {label} taken", "interrupt")
-            try:
-                done, in_flight = wait(in_flight, timeout=drain_seconds)
-                absorb(done)
-            except INTERRUPTS:
-                pass  # a second interrupt: abandon what is in flight, still commit the rest
-            if in_flight and log is not None:
-                log.warning(f"{label}: abandoned {len(in_flight)} in flight (not recorded)")
-    finally:
-        stopping.set()
-        executor.shutdown(wait=False, cancel_futures=True)
-        _refresh_stats()
-    try:
-        flush()
-    except INTERRUPTS as exc:
-        # The interrupted chunk's transaction rolled back; it is still pending, so try once more.
-        report.interrupted = report.interrupted or exc
-        flush()
-    _refresh_stats()
-    if log is not None:
-        log.info(f"{label} done: {report.summary()}")
+    settings = _Settings(
+        concurrency,
+        chunk_size,
+        progress_every,
+        stop_requested,
+        stop_poll_seconds,
+        drain_seconds,
+        log,
+        label,
+    )
+    batch = _Batch(items, fetch, commit, settings, request_stats)
+    _drive_in_own_thread(batch)
+    if batch.error is not None:
+        raise batch.error
+    report = batch.report
+    if report.interrupted is not None and report.stopped_by is None:
+        # It came as the driver finished: all was committed, but the run is still interrupted.
+        report.stopped_early, report.stopped_by = True, "interrupt"
+        report.stop_reason = (
+            report.stop_reason or f"interrupted ({type(report.interrupted).__name__})"
+        )
     return report

@@ -4,12 +4,19 @@ import datetime as dt
 import time
 
 import dagster as dg
-from dagster import DagsterRunStatus
+import psycopg
 from pydantic import Field
 
 from sync_assets.core.domain import asset_tags, check_metadata
 from sync_assets.core.http import ApiError
-from sync_assets.core.per_item import ItemResult, PerItemReport, StopBatch, run_per_item
+from sync_assets.core.per_item import ItemResult, PerItemReport, StopBatch
+from sync_assets.core.per_item_asset import (
+    ChunkCommitter,
+    ChunkWritten,
+    end_canceled,
+    run_items,
+    was_canceled,
+)
 from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.steam import tables
 from sync_assets.steam.app_list import KEY_SETTING, LEGACY_SOURCE, AppListError, AppListReader
@@ -23,7 +30,6 @@ from sync_assets.steam.client import (
 )
 from sync_assets.steam.parse import MalformedDetails, parse_app_details, redirect_of
 
-STOPPING = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
 # steam_app_details depends on the catalog (the designed lineage), so a failed catalog skips it
 # in steam_sync_job; the failure says how to keep details flowing meanwhile.
 DETAILS_WITHOUT_CATALOG = (
@@ -146,46 +152,43 @@ def steam_app_details(
             f"{config.concurrency} in flight{' (dry run)' if config.dry_run else ''}"
         )
         session = steam_store.session(requests, seconds, config.concurrency)
-        written = {"inserted": 0, "updated": 0, "unchanged": 0, "removed": 0}
-        samples: list[dict] = []
-
-        def commit(results: list[ItemResult[int]]) -> list[ItemResult[int]]:
-            with conn.transaction(force_rollback=config.dry_run):
-                outcome = tables.record_chunk(conn, results, config.max_consecutive_errors)
-            for key, value in outcome.details.as_metadata().items():
-                written[key] += value
-            written["removed"] += outcome.removed
-            samples.extend(outcome.invalid_samples[: max(0, 5 - len(samples))])
-            return outcome.demoted
-
+        committer = ChunkCommitter(
+            conn,
+            lambda conn, results: _record_chunk(conn, results, config.max_consecutive_errors),
+            counts=("inserted", "updated", "unchanged", "removed"),
+            dry_run=config.dry_run,
+        )
         try:
-            report = run_per_item(
+            report = run_items(
+                context,
                 batch,
                 lambda appid: _fetch(session, appid),
-                commit,
+                committer,
                 concurrency=config.concurrency,
                 chunk_size=config.chunk_size,
                 progress_every=config.progress_every,
-                stop_requested=lambda: _run_is_stopping(context),
                 request_stats=session.stats,
-                log=context.log,
                 label="apps",
             )
         finally:
             session.close()
-    metadata = _details_metadata(config, report, written, samples, len(batch), requests, seconds)
-    if report.stopped_by in ("request", "interrupt"):
+    metadata = _details_metadata(config, report, committer, len(batch), requests, seconds)
+    if was_canceled(report):
         # The run was canceled (from the UI, or SIGTERM to the worker): record what was done,
         # then end the run canceled rather than successful.
-        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=metadata))
-        _mark_canceling(context)
-        report.raise_if_interrupted()
-        raise dg.Failure(
-            f"steam_app_details canceled after committing {report.committed} apps",
-            metadata=metadata,
-            allow_retries=False,
-        )
+        end_canceled(context, report, metadata, noun="apps", wrote=True)
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _record_chunk(
+    conn: psycopg.Connection, results: list[ItemResult[int]], max_consecutive_errors: int
+) -> ChunkWritten[int]:
+    outcome = tables.record_chunk(conn, results, max_consecutive_errors)
+    return ChunkWritten(
+        {**outcome.details.as_metadata(), "removed": outcome.removed},
+        outcome.demoted,
+        outcome.invalid_samples,
+    )
 
 
 def _fetch(session: StoreSession, appid: int) -> ItemResult[int]:
@@ -213,24 +216,10 @@ def _rate_limit(config: SteamDetailsConfig, store: SteamStoreResource) -> tuple[
     )
 
 
-def _run_is_stopping(context: dg.AssetExecutionContext) -> bool:
-    run = context.instance.get_run_by_id(context.run.run_id)
-    return run is not None and run.status in STOPPING
-
-
-def _mark_canceling(context: dg.AssetExecutionContext) -> None:
-    run = context.instance.get_run_by_id(context.run.run_id)
-    if run is not None and run.status not in STOPPING:
-        context.instance.report_run_canceling(
-            run, message="Interrupted (SIGTERM/SIGINT): completed apps were committed."
-        )
-
-
 def _details_metadata(
     config: SteamDetailsConfig,
     report: PerItemReport,
-    written: dict[str, int],
-    samples: list[dict],
+    committer: ChunkCommitter[int],
     batch: int,
     requests: int,
     seconds: float,
@@ -242,8 +231,8 @@ def _details_metadata(
         **report.as_metadata(),
         "rate_limit": f"{requests} per {seconds:g} s",
         "limit_requests_per_second": round(requests / seconds, 3),
-        **{f"{prefix}{key}": value for key, value in written.items()},
-        "invalid_samples": dg.MetadataValue.json(samples),
+        **{f"{prefix}{key}": value for key, value in committer.written.items()},
+        "invalid_samples": dg.MetadataValue.json(committer.samples),
     }
 
 

@@ -5,22 +5,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Self
 
 import dagster as dg
 import pandas as pd
 import psycopg
-from dagster import DagsterRunStatus
 from pydantic import Field
 
 from sync_assets.core.domain import asset_tags, check_metadata
-from sync_assets.core.per_item import (
-    FAILED,
-    SUCCEEDED,
-    ItemResult,
-    PerItemReport,
-    StopBatch,
-    run_per_item,
+from sync_assets.core.per_item import FAILED, SUCCEEDED, ItemResult, PerItemReport, StopBatch
+from sync_assets.core.per_item_asset import (
+    ChunkCommitter,
+    ChunkWritten,
+    end_canceled,
+    record_materialization,
+    run_items,
+    was_canceled,
 )
 from sync_assets.core.postgres import PostgresResource, ensure_schema
 from sync_assets.core.upsert import upsert_rows
@@ -95,6 +95,15 @@ class FailureTally:
         if len(entry["user_ids"]) < USER_IDS_PER_REASON:
             entry["user_ids"].append(user_id)
 
+    def add_committed(
+        self, results: list[ItemResult[UserItem]], demoted: list[ItemResult[UserItem]]
+    ) -> None:
+        """Count the failed users of a committed chunk (a demoted result replaces its first)."""
+        final = {r.item: r for r in results} | {r.item: r for r in demoted}
+        for result in final.values():
+            if result.status == FAILED:
+                self.add(result.item.user_id, result.reason)
+
     def counts(self) -> dict[str, int]:
         return {reason: entry["count"] for reason, entry in sorted(self.reasons.items())}
 
@@ -131,9 +140,61 @@ def user_data(
     started = time.monotonic()
     aes_key = torn_keys.key()  # a missing or malformed ENCRYPTION_KEY fails here, in one line
     apply_schema(torn_db)
+    sync = _sync_users(context, config, torn_api, torn_db, aes_key)
+    verdict = _Verdict.of(config, sync.report, sync.total)
+    metadata = _metadata(config, sync, verdict, started)
+    _end_unless_done(context, sync, verdict, metadata)
+    if sync.report.failed:
+        context.log.warning(
+            f"{sync.report.failed} of {sync.report.processed} users failed: {sync.tally.summary()}"
+        )
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=[_failed_share_check(config, sync, verdict)]
+    )
+
+
+@dataclass
+class _UserSync:
+    """One batch over every user: its report, the users it had, what it wrote and who failed."""
+
+    report: PerItemReport
+    total: int
+    committer: ChunkCommitter[UserItem]
+    tally: FailureTally
+    session: TornSession
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """How the batch went: the users not reached after Torn stopped it, the failed share."""
+
+    blocked: bool  # Torn refused every key (StopBatch)
+    not_reached: int
+    considered: int
+    failed_share: float
+    too_many_failed: bool
+
+    @classmethod
+    def of(cls, config: UserSyncConfig, report: PerItemReport, total: int) -> Self:
+        blocked = report.stopped_by == "fetch"
+        # The users never reached after a block were not refreshed either.
+        not_reached = max(total, report.processed) - report.processed if blocked else 0
+        considered = report.processed + not_reached
+        failed_share = (report.failed + not_reached) / considered if considered else 0.0
+        too_many = considered > 0 and failed_share >= config.fail_run_failed_share
+        return cls(blocked, not_reached, considered, failed_share, too_many)
+
+
+def _sync_users(
+    context: dg.AssetExecutionContext,
+    config: UserSyncConfig,
+    torn_api: TornApiResource,
+    torn_db: PostgresResource,
+    aes_key: bytes,
+) -> _UserSync:
+    """Fetch every user's profile and commit them in chunks on the writer connection; the
+    users and their keys come lazily from a server-side cursor on the reader connection."""
     tally = FailureTally()
-    written = {"inserted": 0, "updated": 0, "unchanged": 0}
-    samples: list[dict[str, Any]] = []
     with (
         torn_db.advisory_lock("user_data"),
         torn_db.connect(autocommit=True) as reader,
@@ -145,88 +206,84 @@ def user_data(
             f"at most {config.requests_per_second:g} requests/s"
         )
         session = torn_api.session(config.requests_per_second, config.concurrency)
-
-        def commit(results: list[ItemResult[UserItem]]) -> list[ItemResult[UserItem]]:
-            demoted = _commit_chunk(writer, results, written, samples)
-            final = {r.item: r for r in results} | {r.item: r for r in demoted}
-            for result in final.values():
-                if result.status == FAILED:
-                    tally.add(result.item.user_id, result.reason)
-            return demoted
-
+        committer = ChunkCommitter(
+            writer,
+            _write_profiles,
+            counts=("inserted", "updated", "unchanged"),
+            after=tally.add_committed,
+        )
         with contextlib.closing(iter_user_items(reader, aes_key)) as items:
             try:
-                report = run_per_item(
+                report = run_items(
+                    context,
                     items,
                     lambda item: _fetch(session, item),
-                    commit,
+                    committer,
                     concurrency=config.concurrency,
                     chunk_size=config.chunk_size,
                     progress_every=config.progress_every,
-                    stop_requested=lambda: _cancel_requested(context),
                     request_stats=session.stats.http,
-                    log=context.log,
                     label="users",
                 )
             finally:
                 session.close()
+    return _UserSync(report, total, committer, tally, session)
 
-    processed = report.processed
-    # Torn refused every key (StopBatch): the users never reached were not refreshed either.
-    blocked = report.stopped_by == "fetch"
-    not_reached = max(total, processed) - processed if blocked else 0
-    considered = processed + not_reached
-    failed_share = (report.failed + not_reached) / considered if considered else 0.0
-    metadata = _metadata(
-        config, report, session, total, not_reached, tally, written, samples, started
-    )
-    canceled = report.stopped_by in ("request", "interrupt")
-    too_many_failed = considered > 0 and failed_share >= config.fail_run_failed_share
-    if (canceled or too_many_failed) and report.succeeded:
-        # The run will fail, but the users it fetched were written: record that they were.
-        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=metadata))
-    if canceled:
+
+def _end_unless_done(
+    context: dg.AssetExecutionContext,
+    sync: _UserSync,
+    verdict: _Verdict,
+    metadata: dict[str, Any],
+) -> None:
+    """Raise when the run must not succeed: canceled, or too many users failed."""
+    report = sync.report
+    if was_canceled(report):
         context.log.warning(f"user_data stopped early: {report.stop_reason}")
-        report.raise_if_interrupted()
-        raise dg.Failure(
-            f"user_data canceled after committing {report.committed} users",
-            metadata=metadata,
-            allow_retries=False,
-        )
-    if blocked:
+        end_canceled(context, report, metadata, noun="users", wrote=report.succeeded > 0)
+    if verdict.too_many_failed and report.succeeded:
+        # The run will fail, but the users it fetched were written: record that they were.
+        record_materialization(context, metadata)
+    if verdict.blocked:
         context.log.warning(
-            f"user_data stopped early: {report.stop_reason}; {not_reached} users not reached"
-            " keep their last row until a later run"
+            f"user_data stopped early: {report.stop_reason}; {verdict.not_reached} users not"
+            " reached keep their last row until a later run"
         )
-    if too_many_failed and blocked:
+    if verdict.too_many_failed and verdict.blocked:
         raise dg.Failure(
             f"user_data stopped early ({report.stop_reason}):"
-            f" {report.succeeded} of {considered} users refreshed",
+            f" {report.succeeded} of {verdict.considered} users refreshed",
             metadata=metadata,
             allow_retries=False,  # retrying at once would only knock on the ban again
         )
-    if too_many_failed:
-        everyone = "every user" if report.failed == processed else f"{failed_share:.0%} of users"
+    if verdict.too_many_failed:
+        everyone = (
+            "every user"
+            if report.failed == report.processed
+            else f"{verdict.failed_share:.0%} of users"
+        )
         raise dg.Failure(
-            f"{everyone} failed ({report.failed} of {processed}): {tally.summary()}",
+            f"{everyone} failed ({report.failed} of {report.processed}): {sync.tally.summary()}",
             metadata=metadata,
         )
-    if report.failed:
-        context.log.warning(f"{report.failed} of {processed} users failed: {tally.summary()}")
-    check = dg.AssetCheckResult(
+
+
+def _failed_share_check(
+    config: UserSyncConfig, sync: _UserSync, verdict: _Verdict
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
         check_name=FAILED_SHARE_CHECK,
-        passed=failed_share <= config.warn_failed_share,
+        passed=verdict.failed_share <= config.warn_failed_share,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "failed": report.failed,
-            "not_reached": not_reached,
-            "users": considered,
-            "failed_share": round(failed_share, 4),
+            "failed": sync.report.failed,
+            "not_reached": verdict.not_reached,
+            "users": verdict.considered,
+            "failed_share": round(verdict.failed_share, 4),
             "threshold": config.warn_failed_share,
-            "failed_by_reason": dg.MetadataValue.json(tally.counts()),
+            "failed_by_reason": dg.MetadataValue.json(sync.tally.counts()),
         },
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 def _fetch(session: TornSession, item: UserItem) -> ItemResult[UserItem]:
@@ -252,13 +309,10 @@ def _fetch(session: TornSession, item: UserItem) -> ItemResult[UserItem]:
     )
 
 
-def _commit_chunk(
-    conn: psycopg.Connection,
-    results: Sequence[ItemResult[UserItem]],
-    written: dict[str, int],
-    samples: list[dict[str, Any]],
-) -> list[ItemResult[UserItem]]:
-    """Validate the chunk's profiles and upsert the valid ones in one transaction."""
+def _write_profiles(
+    conn: psycopg.Connection, results: Sequence[ItemResult[UserItem]]
+) -> ChunkWritten[UserItem]:
+    """Validate the chunk's profiles and upsert the valid ones (in the committer's transaction)."""
     succeeded = [r for r in results if r.status == SUCCEEDED]
     frame = pd.DataFrame([r.value for r in succeeded], columns=list(COLUMNS))
     outcome = validate_frame(frame, UserDataRow, name="user profiles")
@@ -270,17 +324,13 @@ def _commit_chunk(
             sample = next((s for s in outcome.samples if s.get("row") == position), None)
             why = f"{sample['column']} {sample['check']}" if sample else "invalid row"
             demoted.append(ItemResult.failed(result.item, f"invalid_profile: {why}"))
+    samples = []
     for sample in outcome.samples:
-        if len(samples) < 5:
-            row = sample.get("row")
-            user = succeeded[row].item.user_id if isinstance(row, int) else None
-            samples.append({**sample, "user_id": user})
-    rows = _rows(valid)
-    with conn.transaction():
-        counts = upsert_rows(conn, "user_data", COLUMNS, rows, ["user_id"])
-    for key, value in counts.as_metadata().items():
-        written[key] += value
-    return demoted
+        row = sample.get("row")
+        user = succeeded[row].item.user_id if isinstance(row, int) else None
+        samples.append({**sample, "user_id": user})
+    counts = upsert_rows(conn, "user_data", COLUMNS, _rows(valid), ["user_id"])
+    return ChunkWritten(counts.as_metadata(), demoted, samples)
 
 
 def _rows(valid: pd.DataFrame) -> list[tuple[Any, ...]]:
@@ -297,39 +347,27 @@ def _rows(valid: pd.DataFrame) -> list[tuple[Any, ...]]:
     ]
 
 
-def _cancel_requested(context: dg.AssetExecutionContext) -> bool:
-    run = context.instance.get_run_by_id(context.run.run_id)
-    return run is not None and run.status in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
-
-
 def _metadata(
-    config: UserSyncConfig,
-    report: PerItemReport,
-    session: TornSession,
-    total: int,
-    not_reached: int,
-    tally: FailureTally,
-    written: dict[str, int],
-    samples: list[dict[str, Any]],
-    started: float,
+    config: UserSyncConfig, sync: _UserSync, verdict: _Verdict, started: float
 ) -> dict[str, Any]:
+    report = sync.report
     return {
-        "users_total": total,
+        "users_total": sync.total,
         "users_succeeded": report.succeeded,
         "users_failed": report.failed,
-        "users_not_reached": not_reached,
-        "failed_by_reason": dg.MetadataValue.json(tally.counts()),
-        "failed_users": dg.MetadataValue.json(tally.reasons),
+        "users_not_reached": verdict.not_reached,
+        "failed_by_reason": dg.MetadataValue.json(sync.tally.counts()),
+        "failed_users": dg.MetadataValue.json(sync.tally.reasons),
         "processed": report.processed,
         "committed": report.committed,
         "requests": report.requests,
         "retries": report.retries,
-        "error_code_retries": session.stats.error_retries,
+        "error_code_retries": sync.session.stats.error_retries,
         "requests_per_second": round(report.requests_per_second, 3),
         "concurrency": config.concurrency,
         "rate_limit_per_second": config.requests_per_second,
-        **written,
-        "invalid_samples": dg.MetadataValue.json(samples),
+        **sync.committer.written,
+        "invalid_samples": dg.MetadataValue.json(sync.committer.samples),
         "stopped_early": report.stopped_early,
         "stop_reason": report.stop_reason or "",
         "seconds": round(time.monotonic() - started, 3),

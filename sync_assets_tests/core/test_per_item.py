@@ -7,9 +7,12 @@ import signal
 import threading
 import time
 
+import psycopg
 import pytest
+from dagster._core.errors import DagsterExecutionInterruptedError
 
 from sync_assets.core.per_item import ItemResult, StopBatch, run_per_item
+from sync_assets_tests.processes import wait_for
 
 
 class Recorder:
@@ -177,3 +180,72 @@ def test_commit_can_demote_results_and_counters_follow() -> None:
     )
     assert (report.processed, report.succeeded, report.failed) == (10, 5, 5)
     assert report.committed == 10
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need main thread"
+)
+def test_an_interrupt_during_a_commit_never_cuts_the_database_call(database_url: str) -> None:
+    """Dagster raises its run termination in the main thread at any bytecode; one that lands
+    while a chunk's COMMIT waits on the server must not leave the connection busy ("another
+    command is already in progress") nor lose the chunks committed before it."""
+    with psycopg.connect(database_url, autocommit=True) as setup:
+        setup.execute("CREATE TABLE written (item int PRIMARY KEY)")
+        setup.execute("CREATE TABLE gate (id int PRIMARY KEY)")
+        setup.execute("INSERT INTO gate VALUES (1)")
+    blocker = psycopg.connect(database_url)
+    blocker.execute("SELECT * FROM gate FOR UPDATE")  # held until the test lets go
+    conn = psycopg.connect(database_url, autocommit=True)
+    chunks: list[list[int]] = []
+    interrupted = threading.Event()
+
+    def commit(results: list[ItemResult[int]]) -> None:
+        with conn.transaction():
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO written VALUES (%s)", [(r.item,) for r in results])
+            if len(chunks) == 1:  # the second chunk waits for the gate inside its transaction
+                conn.execute("SELECT * FROM gate FOR UPDATE")
+        chunks.append([r.item for r in results])
+
+    def dagster_interrupt(signum, frame):
+        interrupted.set()
+        raise DagsterExecutionInterruptedError  # as Dagster's handler during a step
+
+    def interrupt_while_the_second_chunk_waits() -> None:
+        with psycopg.connect(database_url, autocommit=True) as watcher:
+            wait_for(
+                lambda: watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ).fetchone()[0],
+                timeout=60,
+                what="the second chunk's commit to wait on the gate",
+                every=0.02,
+            )
+        os.kill(os.getpid(), signal.SIGUSR1)
+        interrupted.wait(60)
+        blocker.rollback()  # the commit under way can now finish
+
+    previous = signal.signal(signal.SIGUSR1, dagster_interrupt)
+    helper = threading.Thread(target=interrupt_while_the_second_chunk_waits)
+    try:
+        helper.start()
+        report = run_per_item(
+            range(100_000), lambda i: ItemResult.succeeded(i), commit, concurrency=2, chunk_size=5
+        )
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        helper.join(60)
+        blocker.close()
+    assert interrupted.is_set()
+    assert isinstance(report.interrupted, DagsterExecutionInterruptedError)
+    assert report.stopped_by == "interrupt"
+    # The first chunk, the one under way, and the finished items after it are all committed,
+    # each chunk once; nothing new was taken after the interrupt.
+    assert len(chunks) >= 2 and chunks[0] == [0, 1, 2, 3, 4]
+    written = sorted(item for chunk in chunks for item in chunk)
+    assert report.committed == report.processed == len(written) < 100
+    rows = conn.execute("SELECT item FROM written ORDER BY item").fetchall()
+    assert [r[0] for r in rows] == written
+    assert conn.execute("SELECT 1").fetchone() == (1,)  # the connection is idle and usable
+    conn.close()

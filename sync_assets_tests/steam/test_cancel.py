@@ -33,6 +33,15 @@ def _dagster_home(tmp_path: Path, pg_url: str) -> Path:
     return home
 
 
+def _synced_apps(database_url: str) -> int:
+    if not query(database_url, "SELECT to_regclass('steam.app_sync_status')")[0][0]:
+        return 0
+    return query(database_url, "SELECT count(*) FROM app_sync_status")[0][0]
+
+
+# A run worker in its own process (and, multiprocess, one per step) imports Dagster and the
+# project before its first commit: minutes on a loaded machine, beyond the default 300 s.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     ("how", "executor"),
     [("ui_cancel", "in_process"), ("sigterm", "in_process"), ("sigterm", "multiprocess")],
@@ -72,22 +81,23 @@ def test_a_run_canceled_half_way_keeps_completed_work(
         text=True,
     )
     try:
+        # The worker imports Dagster and the project first: on a loaded machine that alone can
+        # take a minute, so the bound is generous; a worker that ends early stops the wait.
         wait_for(
-            lambda: (
-                query(database_url, "SELECT count(*) FROM app_sync_status")[0][0] >= 40
-                if query(database_url, "SELECT to_regclass('steam.app_sync_status')")[0][0]
-                else False
-            ),
-            timeout=60,
+            lambda: worker.poll() is not None or _synced_apps(database_url) >= 40,
+            timeout=300,
             what="a few committed chunks",
             every=0.1,
+        )
+        assert worker.poll() is None, (
+            "the run ended before it was canceled:\n" + "".join(worker.communicate())[-6000:]
         )
         [run] = pg_instance.get_runs()
         if how == "ui_cancel":
             pg_instance.report_run_canceling(run)  # what the UI's "Terminate" records first
         else:
             worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=60)
+        _, stderr = worker.communicate(timeout=300)
     finally:
         if worker.poll() is None:
             worker.kill()
