@@ -9,7 +9,7 @@ import time
 
 import psycopg
 import pytest
-from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster import DagsterExecutionInterruptedError
 
 from sync_assets.core.per_item import ItemResult, StopBatch, run_per_item
 from sync_assets_tests.processes import wait_for
