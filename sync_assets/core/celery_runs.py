@@ -166,9 +166,7 @@ class SyncAssetsCeleryRunLauncher(CeleryRunLauncher):
 
     def _answers(self, hostname: str) -> bool:
         try:
-            replies = self.celery.control.ping(
-                destination=[hostname], timeout=PING_TIMEOUT_SECONDS
-            )
+            replies = self.celery.control.ping(destination=[hostname], timeout=PING_TIMEOUT_SECONDS)
         except Exception:
             return True  # the broker is unreachable: no verdict on the worker
         return any(hostname in reply for reply in replies)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import psutil
@@ -64,8 +63,15 @@ class Deployment:
     def launch(self, job_name: str) -> str:
         """`dagster job launch` through the instance (queued; the daemon hands it to Celery)."""
         done = subprocess.run(
-            [str(BIN / "dagster"), "job", "launch", "-w", str(REPO / "workspace.yaml"),
-             "-j", job_name],  # fmt: skip
+            [
+                str(BIN / "dagster"),
+                "job",
+                "launch",
+                "-w",
+                str(REPO / "workspace.yaml"),
+                "-j",
+                job_name,
+            ],  # fmt: skip
             cwd=REPO,
             env={**os.environ, **self.env},
             capture_output=True,
@@ -90,9 +96,9 @@ class Deployment:
                 return int(match.group(1))
         return None
 
-    def query(self, statement: str) -> list[tuple]:
+    def query(self, statement: str, params: tuple = ()) -> list[tuple]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
-            return conn.execute(statement).fetchall()
+            return conn.execute(statement, params).fetchall()
 
 
 def start_worker(processes: Processes, name: str) -> None:
@@ -144,8 +150,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, server_url: str) -> Ite
 
 def queue_row_status(deployment: Deployment, row_id: str) -> tuple | None:
     (status, results, error) = deployment.query(
-        "SELECT status, results, error_message FROM background_job_status "
-        f"WHERE id = '{row_id}'"
+        "SELECT status, results, error_message FROM background_job_status WHERE id = %s",
+        (row_id,),
     )[0]
     return (status, results, error) if status in ("completed", "failed") else None
 
@@ -156,7 +162,7 @@ def test_runs_spread_over_two_workers(deployment: Deployment) -> None:
     # football sync launched by hand: three runs at once, so both workers take some.
     (row_id,) = deployment.query(
         "INSERT INTO background_job_status (job_payload, priority) "
-        "VALUES ('{\"triggeredBy\": \"celery-test\"}', 5) RETURNING id"
+        'VALUES (\'{"triggeredBy": "celery-test"}\', 5) RETURNING id'
     )[0]
     football = deployment.launch("football_sync_job")
     status, results, error = wait_for(
@@ -200,11 +206,13 @@ def test_killed_worker_run_is_retried_on_the_other_worker(deployment: Deployment
     def mid_run():
         # The hourly user_sync_schedule may have started one first: whichever runs is killed.
         started = deployment.instance.get_runs(
-            filters=dg.RunsFilter(
-                job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED]
-            )
+            filters=dg.RunsFilter(job_name="user_sync_job", statuses=[dg.DagsterRunStatus.STARTED])
         )
         seen = deployment.sandbox.recorded(torn_sandbox.PREFIX)
+        for run in deployment.instance.get_runs(filters=dg.RunsFilter(job_name="user_sync_job")):
+            if run.is_finished:
+                logs = [r.message for r in deployment.instance.all_logs(run.run_id)]
+                raise AssertionError(f"user sync {run.status} before the kill: {logs[-8:]}")
         for run in started:
             pid = deployment.run_pid(run.run_id)
             if pid and seen:
@@ -219,9 +227,7 @@ def test_killed_worker_run_is_retried_on_the_other_worker(deployment: Deployment
     deployment.sandbox.faults.clear()
 
     assert deployment.finished(killed).status == dg.DagsterRunStatus.FAILURE
-    failure = " ".join(
-        r.message or "" for r in deployment.instance.all_logs(killed)
-    )
+    failure = " ".join(r.message or "" for r in deployment.instance.all_logs(killed))
     assert f"Celery worker {victim}@" in failure and "no longer answers" in failure
 
     def retry():
