@@ -68,9 +68,10 @@ def make_run_app(broker_url: str, queues: Sequence[str] = RUN_QUEUES) -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_default_exchange="sync_assets_runs",
         task_default_exchange_type="topic",
-        # A worker takes one run at a time and reserves none: a busy worker leaves the next
-        # run to an idle one.
+        # A worker takes one run at a time and reserves none (Celery would otherwise hold one
+        # more message while the run executes): a busy worker leaves the next run to an idle one.
         worker_prefetch_multiplier=1,
+        worker_disable_prefetch=True,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
         # Publishing gives up after about a second, so a launch against a dead broker fails

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import signal
-import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,15 +19,23 @@ import dagster as dg
 import psutil
 import psycopg
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.events import DagsterEventType
+from dagster._core.remote_origin import (
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from sync_assets import definitions
 from sync_assets.core import embedded
 from sync_assets.core.broker import BROKER_SETTING, LocalRedis
 from sync_assets.sandbox import torn as torn_sandbox
 from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
 from sync_assets.sandbox.server import SandboxServer
 from sync_assets_tests.conftest import create_database
-from sync_assets_tests.processes import BIN, REPO, Processes, wait_for
+from sync_assets_tests.processes import REPO, Processes, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed (make redis)"
@@ -61,26 +69,30 @@ class Deployment:
         return None
 
     def launch(self, job_name: str) -> str:
-        """`dagster job launch` through the instance (queued; the daemon hands it to Celery)."""
-        done = subprocess.run(
-            [
-                str(BIN / "dagster"),
-                "job",
-                "launch",
-                "-w",
-                str(REPO / "workspace.yaml"),
-                "-j",
-                job_name,
-            ],  # fmt: skip
-            cwd=REPO,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=240,
+        """Submit a run of `job_name` to the instance's run queue, as the UI does; the daemon
+        dequeues it and the Celery launcher hands it to a worker."""
+        job = definitions.defs.resolve_job_def(job_name)
+        recon = ReconstructableRepository.for_module(
+            "sync_assets", attribute=None, working_directory=str(REPO)
+        ).get_reconstructable_job(job_name)
+        location = ManagedGrpcPythonEnvCodeLocationOrigin(
+            LoadableTargetOrigin(
+                executable_path=sys.executable,
+                module_name="sync_assets",
+                working_directory=str(REPO),
+            ),
+            location_name="sync_assets",
         )
-        assert done.returncode == 0, done.stdout + done.stderr
-        runs = self.instance.get_runs(filters=dg.RunsFilter(job_name=job_name), limit=1)
-        return runs[0].run_id
+        run = self.instance.create_run_for_job(
+            job,
+            tags=job.tags,
+            remote_job_origin=RemoteJobOrigin(
+                RemoteRepositoryOrigin(location, "__repository__"), job_name
+            ),
+            job_code_origin=recon.get_python_origin(),
+        )
+        self.instance.submit_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+        return run.run_id
 
     def finished(self, run_id: str, timeout: float = 240) -> dg.DagsterRun:
         def done():
