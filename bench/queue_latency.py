@@ -111,7 +111,7 @@ def measure(mode: str, rows: int, workdir: Path) -> list[tuple[float, dict[str, 
     from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
 
     home = workdir / mode
-    home.mkdir()
+    home.mkdir(parents=True)
     instance_file = "deploy/dagster-celery.yaml" if mode == "celery" else "dagster.yaml"
     shutil.copy(REPO / instance_file, home / "dagster.yaml")
     database_url = fresh_database("bench_queue")
@@ -190,6 +190,7 @@ def measure(mode: str, rows: int, workdir: Path) -> list[tuple[float, dict[str, 
                 completed = time.time()
                 if status != "completed":
                     raise RuntimeError(f"queue row failed: {error}")
+                print(f"{mode}: row {len(results) + 1}: {completed - inserted:.2f} s", flush=True)
                 parts = parts_of(instance, results_json["dagster_run_id"], inserted, completed)
                 results.append((completed - inserted, parts))
         return results
@@ -206,12 +207,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10)
     parser.add_argument("--modes", default="default,celery")
+    parser.add_argument("--keep", type=Path, help="keep the daemons' logs in this folder")
     args = parser.parse_args()
     bench_home()
     table = {}
     with tempfile.TemporaryDirectory(prefix="bench_queue_") as workdir:
         for mode in args.modes.split(","):
-            table[mode] = measure(mode, args.rows, Path(workdir))
+            table[mode] = measure(mode, args.rows, args.keep or Path(workdir))
     for mode, results in table.items():
         totals = [total for total, _ in results]
         median = statistics.median(totals)

