@@ -1,9 +1,7 @@
 """A Redis server the project starts itself (tests, benches, `sync-assets dev --celery`).
 
-Debian's `redis-server` on a free loopback port, its files in a temporary folder, with an
-append-only file as a deployed Redis would have (kombu keeps its queue bindings in Redis: a
-restart without them leaves published runs undelivered); `stop()` shuts it down and removes
-the folder. Production points
+Debian's `redis-server` on a free loopback port, its files in a temporary folder, no
+persistence; `stop()` shuts it down and removes the folder. Production points
 SYNC_ASSETS_BROKER_URL at a managed Redis instead.
 """
 

@@ -270,8 +270,15 @@ def test_killed_worker_run_is_retried_on_the_other_worker(deployment: Deployment
 @pytest.mark.timeout(600)
 def test_broker_restart_and_broker_down(deployment: Deployment) -> None:
     # Restart while the surviving worker idles: it reconnects and takes the next run.
+    def reconnections() -> int:
+        return sum(deployment.processes.output(name).count("Connected to") for name in WORKERS)
+
+    before = reconnections()
     deployment.redis.stop(keep_folder=True)
     deployment.redis.start()
+    # Kombu keeps its queue bindings in Redis: a run published before a worker has reconnected
+    # (and declared its queues again) on this unsaved Redis would be routed nowhere.
+    wait_for(lambda: reconnections() > before, 120, "a worker to reconnect", every=0.5)
     after_restart = deployment.finished(deployment.launch("football_sync_job"))
     assert after_restart.status == dg.DagsterRunStatus.SUCCESS
     seasons = deployment.query("SELECT count(*) FROM football.seasons")[0][0]
