@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/uv/bin/uv)
 EXTRAS := --extra test --extra bench --extra celery --extra s3
 
-.PHONY: demo dev test lint bench clean setup browser lock
+.PHONY: demo dev test lint bench clean setup browser redis lock
 
 .tools/uv/bin/uv:
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or 3.13 not found (pyenv install 3.12)"; exit 1; }
@@ -45,7 +45,14 @@ browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { if [ "$$(id -u)" = 0 ]; then $(CHROMIUM_INSTALL); else sudo -n sh -c '$(CHROMIUM_INSTALL)'; fi; }
 
-test: lint browser
+# The Celery tests and `sync-assets dev --celery` start Debian's redis-server themselves.
+REDIS_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+
+redis:
+	@command -v redis-server >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then $(REDIS_INSTALL); else sudo -n sh -c '$(REDIS_INSTALL)'; fi; }
+
+test: lint browser redis
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile sync_assets_tests
 
 bench: $(STAMP)

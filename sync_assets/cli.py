@@ -15,16 +15,16 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def prepare_instance_home() -> Path:
-    """Point DAGSTER_HOME at `.sync_assets/dagster_home` (holding the repo's dagster.yaml) and
-    DAGSTER_PG_URL at the embedded server, unless they are already set."""
+def prepare_instance_home(instance_file: Path = REPO_ROOT / "dagster.yaml") -> Path:
+    """Point DAGSTER_HOME at `.sync_assets/dagster_home` (holding `instance_file` as its
+    dagster.yaml) and DAGSTER_PG_URL at the embedded server, unless they are already set."""
     from sync_assets.core.embedded import DAGSTER_DATABASE, embedded_database_url, sqlalchemy_url
     from sync_assets.core.settings import state_dir
 
     if not os.environ.get("DAGSTER_HOME"):
         home = state_dir() / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copyfile(instance_file, home / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
     os.environ.setdefault("SYNC_ASSETS_COMPUTE_LOGS", str(state_dir() / "compute_logs"))
     # Dagster gives the code server 60 s to start a run worker; on a busy 2-core machine that
@@ -119,13 +119,62 @@ def demo_jobs() -> list[str]:
     return jobs
 
 
-def run_dev(scale: float, port: int) -> int:
+def run_dev(scale: float, port: int, celery_workers: int = 0) -> int:
     from sync_assets.sandbox.registry import seed_app_tables
 
-    prepare_instance_home()
-    server = start_sandbox(scale)
-    seed_app_tables(scale)
+    if not celery_workers:
+        prepare_instance_home()
+        server = start_sandbox(scale)
+        seed_app_tables(scale)
+        return _serve_dev(server, port, [])
+    from sync_assets.core.broker import BROKER_SETTING, RATE_LIMIT_SETTING, LocalRedis
+
+    # deploy/dagster-celery.yaml: a Redis started here (the Celery broker and the shared rate
+    # limit) and `celery_workers` run workers serving every queue.
+    redis = LocalRedis().start()
+    os.environ.setdefault(BROKER_SETTING, redis.url)
+    os.environ.setdefault(RATE_LIMIT_SETTING, redis.url)
+    try:
+        prepare_instance_home(REPO_ROOT / "deploy" / "dagster-celery.yaml")
+        server = start_sandbox(scale)
+        seed_app_tables(scale)
+        print(f"redis at {redis.url}; {celery_workers} Celery run workers", flush=True)
+        return _serve_dev(server, port, celery_worker_commands(celery_workers))
+    finally:
+        redis.stop()
+
+
+def celery_worker_commands(count: int) -> list[list[str]]:
+    """`count` Celery run workers, one run at a time each, serving every queue."""
+    from sync_assets.core.celery_runs import RUN_QUEUES
+
+    return [
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sync_assets.core.celery_app",
+            "worker",
+            "-Q",
+            ",".join(RUN_QUEUES),
+            "-c",
+            "1",
+            "-n",
+            f"worker{number}@%h",
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]  # fmt: skip
+        for number in range(1, count + 1)
+    ]
+
+
+def _serve_dev(server, port: int, worker_commands: list[list[str]]) -> int:
+    """dagster dev (and any workers) until Ctrl-C or SIGTERM; then everything is stopped."""
     print(f"sandbox at {server.url}; Dagster UI at http://127.0.0.1:{port}", flush=True)
+    workers = [subprocess.Popen(command, cwd=REPO_ROOT) for command in worker_commands]
     command = [
         sys.executable,
         "-m",
@@ -147,6 +196,14 @@ def run_dev(scale: float, port: int) -> int:
         process.terminate()
         return process.wait()
     finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
         server.stop()
 
 
@@ -210,6 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     dev.add_argument("--scale", type=float, default=1.0)
     dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument(
+        "--celery",
+        type=int,
+        nargs="?",
+        const=2,
+        default=0,
+        metavar="WORKERS",
+        help="runs in Celery workers (deploy/dagster-celery.yaml, a Redis started here; 2)",
+    )
     query = sub.add_parser("sql", help="run SQL against the configured database")
     query.add_argument("statement")
     query.add_argument("--csv", action="store_true", help="machine-readable output")
@@ -221,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         return run_demo(args.scale)
     if args.command == "dev":
-        return run_dev(args.scale, args.port)
+        return run_dev(args.scale, args.port, args.celery)
     if args.command == "sql":
         return run_sql(args.statement, args.csv)
     return run_sandbox(args.scale, args.port)

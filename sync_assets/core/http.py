@@ -3,10 +3,20 @@
 Retries are urllib3's `Retry` (exponential backoff with jitter, `Retry-After` in seconds or as
 an HTTP date); the subclass here caps the hint, ignores values <= 0 and counts retries. The rate
 limit is pyrate-limiter's token bucket, one per client and shared by every thread using it.
+
+With SYNC_ASSETS_RATE_LIMIT_URL set (a redis:// URL), a bucket given a `shared_as` name keeps
+its state in Redis instead (pyrate-limiter's RedisStateStore: the same TokenBucket, its few
+numbers updated by one atomic Lua call per request), so every run in every worker and on every
+machine draws from one bucket per provider and key. Redis rather than pyrate-limiter's
+PostgresBucket: that one is a log (a row per request, trimmed later), takes an EXCLUSIVE table
+lock with NOWAIT (contention becomes refusals and extra waits) and asks the server for the time
+on every call; the Redis store is constant-size, expires on its own, and the Redis is there
+already when runs go to Celery workers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -20,6 +30,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from sync_assets.core.redaction import redact, register_secret
+from sync_assets.core.settings import optional_setting
+
+RATE_LIMIT_SETTING = "SYNC_ASSETS_RATE_LIMIT_URL"
 
 # 520-524 are Cloudflare's own answers when the origin behind it failed or timed out (providers
 # such as API-Football and Torn sit behind it): as passing as a 502 or 504.
@@ -95,15 +108,51 @@ class CappedRetry(Retry):
                 self.stats.retry_waits.append(time.monotonic() - started)
         if self.limiter is not None:
             # A retry is a request too: it waits for the shared token bucket like any other.
-            self.limiter.try_acquire("requests", blocking=True)
+            acquire(self.limiter)
+
+
+class SharedRateLimitError(RuntimeError):
+    """The shared rate limit's Redis could not be reached."""
+
+
+def acquire(limiter: Limiter) -> None:
+    """Wait for a token; a shared bucket whose Redis is unreachable fails naming the setting."""
+    try:
+        limiter.try_acquire("requests", blocking=True)
+    except Exception as exc:
+        if type(exc).__module__.startswith("redis"):
+            raise SharedRateLimitError(
+                f"the shared rate limit's Redis ({RATE_LIMIT_SETTING}) is unreachable: "
+                f"{type(exc).__name__}: {redact(str(exc))}"
+            ) from None
+        raise
+
+
+def key_fingerprint(secret: str) -> str:
+    """A short, non-reversible name for an API key (a shared bucket per key, never the key)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def token_bucket(
-    requests_per_period: int, period_seconds: float, burst: int | None = None
+    requests_per_period: int,
+    period_seconds: float,
+    burst: int | None = None,
+    *,
+    shared_as: str | None = None,
 ) -> Limiter:
-    """A token bucket admitting `requests_per_period` per `period_seconds`, shared by threads."""
+    """A token bucket admitting `requests_per_period` per `period_seconds`, shared by threads;
+    with SYNC_ASSETS_RATE_LIMIT_URL set and a `shared_as` name (provider, key fingerprint), by
+    every process using that name."""
     interval_ms = max(1, int(period_seconds * Duration.SECOND))
     rate = Rate(requests_per_period, interval_ms, burst=burst or requests_per_period)
+    url = optional_setting(RATE_LIMIT_SETTING)
+    if url and shared_as:
+        import redis
+        from pyrate_limiter import RedisStateStore
+
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+        store = RedisStateStore(client, key=f"sync_assets:rate_limit:{shared_as}")
+        return Limiter(StateBucket([rate], algorithm=TokenBucket(), store=store), buffer_ms=5)
     return Limiter(StateBucket([rate], algorithm=TokenBucket()), buffer_ms=5)
 
 
@@ -158,7 +207,7 @@ class ApiClient:
         """Send one request (after the rate limit admits it); errors come back redacted."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         if self.limiter is not None:
-            self.limiter.try_acquire("requests", blocking=True)
+            acquire(self.limiter)
         self.stats.count_request()
         failure: str | None = None
         try:

@@ -33,7 +33,14 @@ import dagster as dg
 import ijson
 from pydantic import Field
 
-from sync_assets.core.http import RETRY_STATUSES, ApiClient, ApiError, CallStats, token_bucket
+from sync_assets.core.http import (
+    RETRY_STATUSES,
+    ApiClient,
+    ApiError,
+    CallStats,
+    key_fingerprint,
+    token_bucket,
+)
 from sync_assets.core.settings import optional_setting, require_setting
 
 DEFAULT_BASE_URL = "https://v3.football.api-sports.io"
@@ -244,7 +251,9 @@ class FootballApiResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
             backoff_factor=self.backoff_factor,
             retry_after_cap=self.retry_after_cap,
-            limiter=token_bucket(self.requests_per_minute, 60.0),
+            limiter=token_bucket(
+                self.requests_per_minute, 60.0, shared_as=f"football:{key_fingerprint(key)}"
+            ),
             pool_size=2,
             # A 429 with Retry-After is still retried by urllib3 (it honours the header for 429
             # whatever this list says); one without it is the per-minute limit, waited out here.

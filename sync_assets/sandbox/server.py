@@ -3,6 +3,8 @@
 Every provider is a `Provider` mounted at a prefix (`/football`, `/steam-store`, ...). Faults are
 rules matched on the path; tests (in-process or in another process) set them through
 `POST /_sandbox/faults` and read what the server saw through `GET /_sandbox/requests`.
+A provider's rate limit (`limit_rate`, or `POST /_sandbox/rate_limit`) admits `requests` per
+sliding window of `seconds` on a path prefix and answers 429 (`Retry-After: 1`) above it.
 """
 
 from __future__ import annotations
@@ -121,12 +123,38 @@ class FaultBook:
         return None
 
 
+class RateLimit:
+    """At most `requests` answers per sliding window of `seconds` on paths under `path`."""
+
+    def __init__(self, path: str, requests: int, seconds: float = 1.0) -> None:
+        self.path = path
+        self.requests = requests
+        self.seconds = seconds
+        self.admitted: deque[float] = deque()
+        self.refused = 0
+        self.lock = threading.Lock()
+
+    def admit(self, path: str) -> bool:
+        if not path.startswith(self.path):
+            return True
+        now = time.monotonic()
+        with self.lock:
+            while self.admitted and self.admitted[0] <= now - self.seconds:
+                self.admitted.popleft()
+            if len(self.admitted) < self.requests:
+                self.admitted.append(now)
+                return True
+            self.refused += 1
+            return False
+
+
 class SandboxServer:
     """A ThreadingHTTPServer on 127.0.0.1 serving every registered provider."""
 
     def __init__(self, providers: list[Provider], host: str = "127.0.0.1", port: int = 0) -> None:
         self.providers = {p.prefix: p for p in providers}
         self.faults = FaultBook()
+        self.rate_limits: list[RateLimit] = []
         self.requests: deque[dict[str, Any]] = deque(maxlen=50_000)
         self._requests_lock = threading.Lock()
         handler = self._handler_class()
@@ -174,9 +202,16 @@ class SandboxServer:
             self.requests.clear()
 
     def reset(self) -> None:
-        """No fault rules and no recorded requests: a clean slate for the next scenario."""
+        """No fault rules, rate limits or recorded requests: a clean slate."""
         self.faults.clear()
+        self.rate_limits = []
         self.forget_requests()
+
+    def limit_rate(self, path: str, requests: int, seconds: float = 1.0) -> RateLimit:
+        """Answer 429 to requests under `path` above `requests` per `seconds` (sliding)."""
+        limit = RateLimit(path, requests, seconds)
+        self.rate_limits = [*(r for r in self.rate_limits if r.path != path), limit]
+        return limit
 
     def recorded(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._requests_lock:
@@ -185,6 +220,11 @@ class SandboxServer:
     def dispatch(self, request: Request) -> Response | None:
         if request.path.startswith("/_sandbox/"):
             return self._admin(request)
+        for limit in self.rate_limits:
+            if not limit.admit(request.path):
+                return Response.json(
+                    {"message": "rate limit exceeded"}, status=429, headers={"Retry-After": "1"}
+                )
         rule = self.faults.take(request.path)
         delay = 0.0
         if rule is not None:
@@ -214,6 +254,13 @@ class SandboxServer:
         what = request.path.removeprefix("/_sandbox/")
         if what == "faults" and request.method == "POST":
             self.faults.set(request.json() or [])
+            return Response.json({"ok": True})
+        if what == "rate_limit" and request.method == "POST":
+            limit = request.json() or {}
+            if limit.get("requests"):
+                self.limit_rate(limit["path"], int(limit["requests"]), limit.get("seconds", 1.0))
+            else:
+                self.rate_limits = [r for r in self.rate_limits if r.path != limit.get("path")]
             return Response.json({"ok": True})
         if what == "requests" and request.method == "GET":
             return Response.json(self.recorded(request.query.get("prefix", "")))

@@ -117,7 +117,9 @@ class SteamStoreResource(dg.ConfigurableResource):
             retry_after_cap=self.retry_after_cap,
             # A burst of 2 keeps the pace even: with 1, the limiter's few-ms re-check delay
             # adds up request after request and costs a third of the allowed rate.
-            limiter=token_bucket(requests, seconds, burst=min(2, requests)),
+            limiter=token_bucket(
+                requests, seconds, burst=min(2, requests), shared_as="steam-store"
+            ),
             pool_size=max(4, concurrency),
         )
         return StoreSession(client, {"cc": self.country, "l": self.language})

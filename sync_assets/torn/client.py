@@ -152,7 +152,9 @@ class TornApiResource(dg.ConfigurableResource):
             backoff_factor=0.5,
             backoff_max=self.backoff_max_seconds,
             retry_after_cap=self.backoff_max_seconds,
-            limiter=token_bucket(per_second, 1.0, burst=min(per_second, max(2, concurrency))),
+            limiter=token_bucket(
+                per_second, 1.0, burst=min(per_second, max(2, concurrency)), shared_as="torn"
+            ),
             pool_size=max(4, concurrency),
         )
         return TornSession(client, self)
