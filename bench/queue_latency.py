@@ -81,7 +81,7 @@ def stop(processes: list[subprocess.Popen]) -> None:
 def parts_of(instance, run_id: str, inserted: float, completed: float) -> dict[str, float]:
     """Seconds of each part of one row's wait, from the run's event log."""
     import dagster as dg
-    from dagster._core.events import DagsterEventType
+    from dagster import DagsterEventType
 
     run_record = instance.get_run_record_by_id(run_id)
     stamps: dict[DagsterEventType, float] = {}

@@ -11,6 +11,9 @@ An upgrade that moves one breaks this import and nothing else.
   does so that run monitoring can judge them.
 - AUTO_RETRY_RUN_ID_TAG: the tag run_retries puts on a failed run naming its retry; the orphan
   test follows a killed run's retries by it (only the string is private).
+- ManagedGrpcPythonEnvCodeLocationOrigin, ReconstructableRepository: how the Celery test submits
+  runs to the run queue in-process with the origin a code server would give them, so the Celery
+  workers can rebuild the job.
 - TickStatus: the status of a schedule or sensor tick in the daemon's records (not exported).
 - _current_storage: the defs-state storage of the last instance a context entered, kept in a
   context variable with no public way to forget it (conftest.forget_dagster_defs_state_storage).
@@ -19,10 +22,12 @@ An upgrade that moves one breaks this import and nothing else.
   like SIGINT; the test run worker does the same.
 """
 
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.definitions.run_status_sensor_definition import RunStatusSensorCursor
 from dagster._core.errors import SensorExecutionError, user_code_error_boundary
 from dagster._core.remote_origin import (
     InProcessCodeLocationOrigin,
+    ManagedGrpcPythonEnvCodeLocationOrigin,
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
@@ -35,6 +40,8 @@ from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster._utils.interrupts import setup_interrupt_handlers
 
 __all__ = [
+    "ManagedGrpcPythonEnvCodeLocationOrigin",
+    "ReconstructableRepository",
     "AUTO_RETRY_RUN_ID_TAG",
     "InProcessCodeLocationOrigin",
     "LoadableTargetOrigin",

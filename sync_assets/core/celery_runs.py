@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 from dagster import Field, StringSource
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 from kombu import Exchange, Queue
 
 from sync_assets.core.broker import BROKER_SETTING
+from sync_assets.core.dagster_internals import CheckRunHealthResult, WorkerStatus
 
 DOMAIN_TAG = "sync_assets/domain"
 DEFAULT_QUEUE = "dagster"

@@ -19,14 +19,7 @@ import dagster as dg
 import psutil
 import psycopg
 import pytest
-from dagster._core.definitions.reconstruct import ReconstructableRepository
-from dagster._core.events import DagsterEventType
-from dagster._core.remote_origin import (
-    ManagedGrpcPythonEnvCodeLocationOrigin,
-    RemoteJobOrigin,
-    RemoteRepositoryOrigin,
-)
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster import DagsterEventType
 
 from sync_assets import definitions
 from sync_assets.core import embedded
@@ -35,6 +28,13 @@ from sync_assets.sandbox import torn as torn_sandbox
 from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
 from sync_assets.sandbox.server import SandboxServer
 from sync_assets_tests.conftest import create_database
+from sync_assets_tests.dagster_internals import (
+    LoadableTargetOrigin,
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    ReconstructableRepository,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
 from sync_assets_tests.processes import REPO, Processes, wait_for
 
 pytestmark = pytest.mark.skipif(
