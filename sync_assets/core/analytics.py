@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 
 def ident(name: str) -> str:
@@ -32,6 +33,8 @@ def duckdb_connection(
     Timestamps without an offset are UTC whatever the machine's zone, and results without an
     ORDER BY need not keep insertion order (so writers run in parallel and hold nothing back).
     """
+    import duckdb
+
     config: dict[str, Any] = {"memory_limit": memory_limit}
     if threads:
         config["threads"] = threads

@@ -12,13 +12,16 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import psycopg2.extensions
 from psycopg2 import sql
 
 from sync_assets.core.analytics import count_rows, ident, literal
 from sync_assets.core.pg_bulk import copy_in, copy_out, indexes_set_aside, read_pg_csv
+
+if TYPE_CHECKING:
+    import duckdb
 
 # From this many rows, filling an empty table sets its indexes aside and builds them after.
 BULK_FILL_ROWS = 50_000

@@ -9,11 +9,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COPY_BATCH = 50_000
 # The values a binary COPY may carry for these column types. psycopg's binary dumpers do not
@@ -49,6 +51,8 @@ class UpsertCounts:
 
 
 def _frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> Iterable[tuple[Any, ...]]:
+    import pandas as pd
+
     subset = frame[list(columns)].astype(object)
     subset = subset.where(pd.notna(subset), None)
     return subset.itertuples(index=False, name=None)

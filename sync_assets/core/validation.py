@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
-import pandera.pandas as pa
-from pandera.errors import SchemaErrors
+from typing import TYPE_CHECKING, Any
 
 from sync_assets.core.redaction import redact
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pandera.pandas as pa
 
 SAMPLE_SIZE = 5
 
@@ -43,6 +43,9 @@ def validate_frame(
     frame: pd.DataFrame, schema: pa.DataFrameSchema | type, *, name: str = "rows"
 ) -> ValidationOutcome:
     """Validate every row at once (lazy) and split `frame` into valid rows and rejections."""
+    import pandas as pd
+    from pandera.errors import SchemaErrors
+
     model = schema.to_schema() if hasattr(schema, "to_schema") else schema
     fetched = len(frame)
     try:

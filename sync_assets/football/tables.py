@@ -17,31 +17,17 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import pandas as pd
 import psycopg
 
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.redaction import redact
 from sync_assets.core.upsert import UpsertCounts, upsert_rows
 from sync_assets.core.validation import SAMPLE_SIZE, TooManyInvalidError, validate_frame
-from sync_assets.football.schemas import (
-    COVERAGE_COLUMNS,
-    CountryRow,
-    CoverageRow,
-    LeagueRow,
-    SeasonRow,
-    parse_date,
-)
 
 TABLES = ("countries", "leagues", "seasons", "season_coverage")
 COUNTRY_COLUMNS = ("name", "code", "flag")
 LEAGUE_COLUMNS = ("id", "name", "type", "logo", "country_name")
 SEASON_COLUMNS = ("league_id", "year", "start", "end", "current")
-# COVERAGE_COLUMNS is the fixtures' flags (prefixed), then the season's own.
-FIXTURE_FLAGS = tuple(
-    c.removeprefix("fixtures_") for c in COVERAGE_COLUMNS if c.startswith("fixtures_")
-)
-OTHER_FLAGS = tuple(c for c in COVERAGE_COLUMNS if not c.startswith("fixtures_"))
 
 
 def apply_schema(db: PostgresResource) -> None:
@@ -164,6 +150,10 @@ class FootballWriter:
     # countries -------------------------------------------------------------------------------
     def write_countries(self, items: Iterable[Any], *, source: str = "/countries") -> None:
         """Validate and upsert countries (all of `/countries`: a few hundred at most)."""
+        import pandas as pd
+
+        from sync_assets.football.schemas import CountryRow
+
         report = self.report.tables["countries"]
         rows: dict[str, tuple[Any, ...]] = {}
         frame_rows = []
@@ -223,6 +213,10 @@ class FootballWriter:
             self.progress(f"{position} of {expected} leagues written")
 
     def _write_chunk(self, chunk: list[Any], offset: int) -> None:
+        import pandas as pd
+
+        from sync_assets.football.schemas import LeagueRow
+
         leagues = self.report.tables["leagues"]
         league_rows: list[tuple[Any, ...]] = []
         seasons_of: dict[int, list[Any]] = {}
@@ -295,6 +289,10 @@ class FootballWriter:
         self._write_seasons(season_items)
 
     def _write_seasons(self, season_items: list[tuple[int, Any]]) -> None:
+        import pandas as pd
+
+        from sync_assets.football.schemas import SeasonRow, parse_date
+
         seasons = self.report.tables["seasons"]
         season_rows = []
         coverage_rows = []
@@ -351,6 +349,15 @@ class FootballWriter:
     def _write_coverage(
         self, items: list[tuple[int, int, Any]], season_ids: dict[tuple[int, int], int]
     ) -> None:
+        import pandas as pd
+
+        from sync_assets.football.schemas import COVERAGE_COLUMNS, CoverageRow
+
+        # COVERAGE_COLUMNS is the fixtures' flags (prefixed), then the season's own.
+        fixture_flags = [
+            c.removeprefix("fixtures_") for c in COVERAGE_COLUMNS if c.startswith("fixtures_")
+        ]
+        other_flags = [c for c in COVERAGE_COLUMNS if not c.startswith("fixtures_")]
         report = self.report.tables["season_coverage"]
         rows = []
         for league_id, year, cover in items:
@@ -367,8 +374,8 @@ class FootballWriter:
                 (
                     league_id,
                     year,
-                    *(fixtures.get(name) for name in FIXTURE_FLAGS),
-                    *(cover.get(name) for name in OTHER_FLAGS),
+                    *(fixtures.get(name) for name in fixture_flags),
+                    *(cover.get(name) for name in other_flags),
                 )
             )
         if not rows:

@@ -20,17 +20,20 @@ from contextlib import closing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import psycopg
 import psycopg2.extensions
-import pyarrow as pa
 from psycopg2 import sql
 
 from sync_assets.core.analytics import count_rows, ident
 from sync_assets.core.pg_bulk import copy_out, read_pg_csv
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.stats.elo import Match, elo_ratings
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
 
 
 class ClubTablesMissingError(RuntimeError):

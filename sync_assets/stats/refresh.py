@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import psycopg2
 import psycopg2.extensions
 
@@ -33,6 +33,9 @@ from sync_assets.core.table_sync import replace_rows
 from sync_assets.stats import computations
 from sync_assets.stats.computations import TABLES_BY_NAME, RefreshCounts, TableSpec
 from sync_assets.stats.resources import StatsDatabase
+
+if TYPE_CHECKING:
+    import duckdb
 
 # Rough relative cost of each table at scale, only to start the costliest first; the two Elo
 # tables go together so the ratings are computed once, on one connection.

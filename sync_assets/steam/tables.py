@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import pandas as pd
 import psycopg
 
 from sync_assets.core.per_item import FAILED, SKIPPED, SUCCEEDED, ItemResult
@@ -17,7 +16,6 @@ from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.upsert import UpsertCounts, upsert_rows
 from sync_assets.core.validation import validate_frame
 from sync_assets.steam.parse import DETAIL_COLUMNS, Redirect
-from sync_assets.steam.schemas import AppDetailsRow, CatalogEntry
 
 CATALOG_CHUNK = 20_000
 # The Web API sometimes answers with a short or empty list; apps are delisted a few at a time.
@@ -50,6 +48,10 @@ def store_catalog(
     conn: psycopg.Connection, entries: Iterable[dict[str, Any]], seen_at: dt.datetime
 ) -> CatalogCounts:
     """Upsert the listed apps chunk by chunk; mark apps no longer listed (never delete them)."""
+    import pandas as pd
+
+    from sync_assets.steam.schemas import CatalogEntry
+
     counts = CatalogCounts(samples=[])
     returned = conn.execute(
         "SELECT count(*) FROM apps WHERE removed_from_catalog_at IS NOT NULL"
@@ -146,6 +148,10 @@ def record_chunk(
     A row that fails validation is not written and its app counts as failed. An app whose
     answer carries another app's data loses any details stored for it before.
     """
+    import pandas as pd
+
+    from sync_assets.steam.schemas import AppDetailsRow
+
     succeeded = [r for r in results if r.status == SUCCEEDED]
     frame = pd.DataFrame([r.value for r in succeeded], columns=list(DETAIL_COLUMNS))
     outcome = validate_frame(frame, AppDetailsRow, name="app details")

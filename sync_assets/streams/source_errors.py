@@ -13,8 +13,6 @@ import re
 import tempfile
 from pathlib import Path
 
-import duckdb
-
 from sync_assets.core.redaction import redact
 
 
@@ -105,6 +103,8 @@ def _malformed_record_skew() -> int:
     Measured on a two-record file whose second record is broken, so the message is right for
     whichever DuckDB is installed.
     """
+    import duckdb
+
     with tempfile.TemporaryDirectory() as folder, duckdb.connect() as con:
         path = Path(folder) / "probe.ndjson"
         path.write_text('{"a": 1}\n{"a": 1 x}\n')

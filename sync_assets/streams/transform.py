@@ -18,11 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import IO, TYPE_CHECKING, Any
 
 from sync_assets.core.analytics import duckdb_connection, ident, literal
 from sync_assets.core.redaction import redact
@@ -30,6 +26,9 @@ from sync_assets.streams.csv_layout import mixed_line_ends, read_csv_layout
 from sync_assets.streams.models import REF_COLUMN, DataModel, FieldMapping
 from sync_assets.streams.row_ref import plain_digits_sql, ref_sql
 from sync_assets.streams.source_errors import SourceError, duckdb_message
+
+if TYPE_CHECKING:
+    import duckdb
 
 DUCKDB_TYPES = {
     "integer": "BIGINT",
@@ -382,6 +381,8 @@ def _json_keys(
     con: duckdb.DuckDBPyConnection, model: DataModel, path: str, options: str
 ) -> list[str] | None:
     """The keys of the JSON source's records (None for a source without records)."""
+    import duckdb
+
     probe = f"read_json($path, {options}, records = true)"
     objects = f"read_json_objects($path, {options}) AS t(value)"
     try:
@@ -464,6 +465,9 @@ def _inspect_parquet(
 def _parquet_schema(open_source: Callable[[], IO[bytes]]) -> tuple[list[str], dict[str, str]]:
     """The top-level column names as the file spells them, and the time zone of each instant
     column that has one (pandas and pyarrow keep it in the footer's Arrow schema)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     with open_source() as handle:
         schema = pq.ParquetFile(handle).schema_arrow
     zones = {
@@ -527,6 +531,8 @@ def transform(
     filesystem registered with DuckDB); `open_source` opens the same object for Python.
     Raises SourceError (unreadable source, missing column) or TooManyRejectedError.
     """
+    import duckdb
+
     started = time.monotonic()
     staging.mkdir(parents=True, exist_ok=True)
     output = staging / "valid.parquet"
@@ -590,6 +596,8 @@ def _copy(
     operator emits, and the source scan's count is every record of the source. Only when that
     count is unavailable does a second scan (no casts) count the records.
     """
+    import pyarrow.parquet as pq
+
     position = {m.target: i for i, m in enumerate(model.mappings)}
     typed_cols = ", ".join(
         f"{source.typed[m.target]} AS t{i}" for i, m in enumerate(model.mappings)

@@ -5,10 +5,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import dagster as dg
-import pandas as pd
 import psycopg
 from pydantic import Field
 
@@ -33,7 +32,9 @@ from sync_assets.torn.client import (
     UserFetchError,
 )
 from sync_assets.torn.keys import UserItem, UserKeyCipherResource, count_users, iter_user_items
-from sync_assets.torn.schemas import UserDataRow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = (
     "user_id",
@@ -313,6 +314,10 @@ def _write_profiles(
     conn: psycopg.Connection, results: Sequence[ItemResult[UserItem]]
 ) -> ChunkWritten[UserItem]:
     """Validate the chunk's profiles and upsert the valid ones (in the committer's transaction)."""
+    import pandas as pd
+
+    from sync_assets.torn.schemas import UserDataRow
+
     succeeded = [r for r in results if r.status == SUCCEEDED]
     frame = pd.DataFrame([r.value for r in succeeded], columns=list(COLUMNS))
     outcome = validate_frame(frame, UserDataRow, name="user profiles")
@@ -333,8 +338,10 @@ def _write_profiles(
     return ChunkWritten(counts.as_metadata(), demoted, samples)
 
 
-def _rows(valid: pd.DataFrame) -> list[tuple[Any, ...]]:
+def _rows(valid: "pd.DataFrame") -> list[tuple[Any, ...]]:
     """Validated rows as tuples in COLUMNS order: None for missing, ints for integer columns."""
+    import pandas as pd
+
     frame = valid[list(COLUMNS)].astype(object)
     frame = frame.where(pd.notna(frame), None)
     integer = [c in ("player_id", "level") for c in COLUMNS]

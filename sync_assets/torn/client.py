@@ -31,7 +31,6 @@ from pydantic import Field
 from sync_assets.core.http import ApiClient, ApiError, CallStats, decode_json, token_bucket
 from sync_assets.core.redaction import register_secret
 from sync_assets.core.settings import optional_setting
-from sync_assets.torn.schemas import profile_problem
 
 USER_PATH = "/user/"
 DEFAULT_BASE_URL = "https://api.torn.com"
@@ -251,6 +250,8 @@ def _exception_name(text: str) -> str:
 
 def parse_profile(payload: Any) -> Profile:
     """The kept fields of a basic answer; a non-object body or a mistyped field fails the user."""
+    from sync_assets.torn.schemas import profile_problem  # loads pandera: only when a run needs it
+
     if not isinstance(payload, dict):
         raise UserFetchError(
             "malformed_response", f"the answer is {type(payload).__name__}, not an object"
