@@ -16,7 +16,7 @@ import dagster as dg
 from dagster._core.execution.retries import RetryMode
 
 from sync_assets.core.broker import BROKER_SETTING
-from sync_assets.core.executor import WorkerRecordingExecutor
+from sync_assets.core.orphans import record_worker
 from sync_assets.core.settings import require_setting
 
 STEP_EXCHANGE = "sync_assets_runs"
@@ -34,20 +34,25 @@ STEP_EXCHANGE = "sync_assets_runs"
 def celery_step_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     from dagster_celery.executor import CeleryExecutor
 
+    class WorkerRecordingCeleryExecutor(CeleryExecutor):
+        # Not core.executor's wrapper: dagster-celery's loop asks the run's executor itself
+        # for its Celery settings (app_args).
+        def execute(self, plan_context, execution_plan):  # noqa: ANN001, ANN202
+            record_worker(plan_context.instance, plan_context.run_id)
+            return super().execute(plan_context, execution_plan)
+
     broker = require_setting(
         BROKER_SETTING, "the Celery broker's URL, e.g. redis://127.0.0.1:6379/0"
     )
-    return WorkerRecordingExecutor(
-        CeleryExecutor(
-            retries=RetryMode(RetryMode.ENABLED),
-            broker=broker,
-            backend=broker,
-            config_source={
-                "task_default_queue": init_context.executor_config["queue"],
-                # The workers' queues are bound to this topic exchange (core.celery_runs).
-                "task_default_exchange": STEP_EXCHANGE,
-                "task_default_exchange_type": "topic",
-                "result_expires": 24 * 3600,
-            },
-        )
+    return WorkerRecordingCeleryExecutor(
+        retries=RetryMode(RetryMode.ENABLED),
+        broker=broker,
+        backend=broker,
+        config_source={
+            "task_default_queue": init_context.executor_config["queue"],
+            # The workers' queues are bound to this topic exchange (core.celery_runs).
+            "task_default_exchange": STEP_EXCHANGE,
+            "task_default_exchange_type": "topic",
+            "result_expires": 24 * 3600,
+        },
     )
