@@ -138,37 +138,28 @@ def run_dev(scale: float, port: int, celery_workers: int = 0) -> int:
         prepare_instance_home(REPO_ROOT / "deploy" / "dagster-celery.yaml")
         server = start_sandbox(scale)
         seed_app_tables(scale)
-        print(f"redis at {redis.url}; {celery_workers} Celery run workers", flush=True)
+        print(
+            f"redis at {redis.url}; {celery_workers} Celery run workers, 1 step worker", flush=True
+        )
         return _serve_dev(server, port, celery_worker_commands(celery_workers))
     finally:
         redis.stop()
 
 
 def celery_worker_commands(count: int) -> list[list[str]]:
-    """`count` Celery run workers, one run at a time each, serving every queue."""
-    from sync_assets.core.celery_runs import RUN_QUEUES
+    """`count` Celery run workers, one run at a time each, serving every run queue, and a step
+    worker (two pool processes) for jobs on the celery_steps executor."""
+    from sync_assets.core.celery_runs import RUN_QUEUES, STEP_QUEUE
 
-    return [
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "sync_assets.core.celery_app",
-            "worker",
-            "-Q",
-            ",".join(RUN_QUEUES),
-            "-c",
-            "1",
-            "-n",
-            f"worker{number}@%h",
-            "-l",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
+    def worker(name: str, queues: str, concurrency: int) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "sync_assets.core.celery_app", "worker",
+            "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h", "-l", "INFO",
+            "--without-gossip", "--without-mingle",
         ]  # fmt: skip
-        for number in range(1, count + 1)
-    ]
+
+    runs = [worker(f"worker{number}", ",".join(RUN_QUEUES), 1) for number in range(1, count + 1)]
+    return [*runs, worker("steps", STEP_QUEUE, 2)]
 
 
 def _serve_dev(server, port: int, worker_commands: list[list[str]]) -> int:

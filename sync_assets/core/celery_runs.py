@@ -25,7 +25,7 @@ from celery import Celery
 from dagster import Field, StringSource
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_TASK_ID_TAG
-from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
 from kombu import Exchange, Queue
 
 from sync_assets.core.broker import BROKER_SETTING
@@ -42,6 +42,10 @@ DOMAIN_QUEUES: dict[str, str] = {
     "streams": "streams",
 }
 RUN_QUEUES = (DEFAULT_QUEUE, "rate_limited", "stats", "streams")
+# Steps of a job on the celery_steps executor (core.celery_steps). A queue of their own: a run
+# worker (-c 1) orchestrating such a run waits on its steps, so the steps need other workers.
+STEP_QUEUE = "steps"
+WORKER_QUEUES = (*RUN_QUEUES, STEP_QUEUE)
 PING_TIMEOUT_SECONDS = 2.0
 
 
@@ -55,11 +59,11 @@ def broker_location(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
 
 
-def make_run_app(broker_url: str, queues: Sequence[str] = RUN_QUEUES) -> Celery:
-    """A Celery app with dagster-celery's run tasks and one topic-routed queue per name.
+def make_run_app(broker_url: str, queues: Sequence[str] = WORKER_QUEUES) -> Celery:
+    """A Celery app with dagster-celery's run and step tasks and one topic-routed queue per name.
 
-    dagster-celery routes a run to `<queue>.execute_job`; a topic exchange binding
-    `<queue>.#` delivers it on Redis as on RabbitMQ.
+    dagster-celery routes a run to `<queue>.execute_job` and a step to `<queue>.execute_plan`;
+    a topic exchange binding `<queue>.#` delivers them on Redis as on RabbitMQ.
     """
     app = Celery("sync_assets", broker=broker_url, backend=broker_url)
     exchange = Exchange("sync_assets_runs", type="topic")
@@ -86,6 +90,7 @@ def make_run_app(broker_url: str, queues: Sequence[str] = RUN_QUEUES) -> Celery:
     )
     create_execute_job_task(app)
     create_resume_job_task(app)
+    create_task(app)  # execute_plan: one step of a run on the celery_steps executor
     return app
 
 

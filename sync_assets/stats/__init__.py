@@ -14,14 +14,14 @@ from sync_assets.core.domain import Domain
 from sync_assets.stats.assets import STATS_ASSETS
 from sync_assets.stats.club_checks import CLUB_CHECKS
 from sync_assets.stats.club_tables import club_tables, club_tables_sensor, stats_automation_sensor
-from sync_assets.stats.jobs import stats_refresh_job
+from sync_assets.stats.jobs import stats_refresh_celery_job, stats_refresh_job
 from sync_assets.stats.queue import QUEUE_SENSORS
 from sync_assets.stats.resources import ClubAppResource, StatsDatabase
 
 defs = dg.Definitions(
     assets=[club_tables, *STATS_ASSETS],
     asset_checks=CLUB_CHECKS,
-    jobs=[stats_refresh_job],
+    jobs=[stats_refresh_job, stats_refresh_celery_job],
     sensors=[
         *QUEUE_SENSORS,
         club_tables_sensor,

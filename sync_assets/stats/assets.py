@@ -129,8 +129,19 @@ def stats_tables(
     context: dg.AssetExecutionContext, stats_db: StatsDatabase, stats_app: ClubAppResource
 ) -> Iterator[dg.MaterializeResult]:
     """Each selected stats table, recomputed from one snapshot of the club's tables."""
-    started = time.monotonic()
     selected = {key.path[-1] for key in context.selected_asset_keys}
+    yield from refresh_results(context, stats_db, stats_app, selected)
+
+
+def refresh_results(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    stats_db: StatsDatabase,
+    stats_app: ClubAppResource,
+    selected: set[str],
+) -> Iterator[dg.MaterializeResult]:
+    """Refresh the selected tables not yet materialized by an earlier attempt of this step;
+    a result per committed table, then a Failure naming the tables that were not replaced."""
+    started = time.monotonic()
     names = [s.name for s in TABLES if s.name in selected - already_materialized(context)]
     try:
         stats_app.check_settings(context.log)
