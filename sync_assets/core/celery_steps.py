@@ -13,9 +13,9 @@ other job keeps `in_process_by_default`, and dagster_celery is imported only by 
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.execution.retries import RetryMode
 
 from sync_assets.core.broker import BROKER_SETTING
+from sync_assets.core.dagster_internals import RetryMode
 from sync_assets.core.orphans import record_worker
 from sync_assets.core.settings import require_setting
 

@@ -30,6 +30,10 @@ from dagster._core.definitions.freshness import FreshnessState, FreshnessStateCh
 #   monitoring does, so run_retries treats it as a worker that died (not an asset that raised).
 from dagster._core.events import JobFailureData, RunFailureReason
 
+# RetryMode: the Celery step executor is built from dagster-celery's `CeleryExecutor`, whose
+#   constructor takes the retry mode the public `celery_executor` would parse from run config.
+from dagster._core.execution.retries import RetryMode
+
 # CheckRunHealthResult, WorkerStatus: what a run launcher's worker health check returns to run
 #   monitoring; `LivenessCheckingRunLauncher` adds that check to DefaultRunLauncher, which has
 #   none. Dagster exports DefaultRunLauncher but not the health-check types.
@@ -48,6 +52,7 @@ from dagster._serdes import ConfigurableClassData
 from dagster._utils.error import SerializableErrorInfo
 
 __all__ = [
+    "RetryMode",
     "DATA_VERSION_TAG",
     "CheckRunHealthResult",
     "JobFailureData",

@@ -14,12 +14,12 @@ import dagster as dg
 import psutil
 import psycopg
 import pytest
-from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from sync_assets.core.broker import BROKER_SETTING, LocalRedis
 from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
 from sync_assets.stats.computations import TABLES
 from sync_assets_tests.conftest import create_database
+from sync_assets_tests.dagster_internals import ReconstructableRepository
 from sync_assets_tests.processes import REPO, Processes, instance_environment, wait_for
 
 pytestmark = pytest.mark.skipif(
