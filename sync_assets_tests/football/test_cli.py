@@ -33,7 +33,7 @@ def test_dagster_job_execute_runs_the_football_sync(
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert counts(database_url)["leagues"] == LEAGUES

@@ -24,7 +24,7 @@ def dg(*args: str, env: dict) -> subprocess.CompletedProcess:
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,
     )
 
 

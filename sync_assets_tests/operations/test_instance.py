@@ -67,7 +67,7 @@ def test_code_location_validates_against_the_instance(instance_env):
         env={**os.environ, **instance_env},
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "All code locations passed validation" in done.stderr + done.stdout

@@ -47,7 +47,7 @@ def test_no_key_leaks_from_a_retried_then_refused_app_list(
         text=True,
         env={**os.environ, "DAGSTER_HOME": str(home)},
         cwd=REPO,
-        timeout=120,
+        timeout=600,
     )
     assert process.returncode == 0, process.stderr[-3000:]
     assert json.loads(process.stdout.strip().splitlines()[-1])["success"] is False

@@ -43,7 +43,7 @@ def node_ciphertexts() -> dict[str, str]:
         capture_output=True,
         text=True,
         check=True,
-        timeout=30,
+        timeout=300,
     ).stdout
     return json.loads(output)
 

@@ -62,7 +62,7 @@ def test_no_key_leaks_from_a_retrying_failing_run(torn, database_url, pg_instanc
         text=True,
         env=env,
         cwd=REPO,
-        timeout=120,
+        timeout=600,
     )
     assert process.returncode == 0, process.stderr[-3000:]
     outcome = json.loads(process.stdout.strip().splitlines()[-1])
