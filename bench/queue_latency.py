@@ -33,19 +33,11 @@ from pathlib import Path
 
 from _common import REPO, bench_home, fresh_database, report
 
+from sync_assets_tests.processes import wait_for
+
 LIMIT = 4.0
 PARTS = ("sensor", "queue", "launch", "run", "writeback")
 BIN = Path(sys.executable).parent
-
-
-def wait(predicate, timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
@@ -165,7 +157,7 @@ def measure(mode: str, rows: int, workdir: Path) -> list[tuple[float, dict[str, 
         backlog = (
             "SELECT count(*) FROM background_job_status WHERE status IN ('queued', 'processing')"
         )
-        wait(lambda: query(database_url, backlog)[0][0] == 0, 600, "the seeded backlog", 1)
+        wait_for(lambda: query(database_url, backlog)[0][0] == 0, 600, "the seeded backlog", 1)
         results = []
         with dg.DagsterInstance.get() as instance:
             for _ in range(rows):
@@ -187,7 +179,7 @@ def measure(mode: str, rows: int, workdir: Path) -> list[tuple[float, dict[str, 
                         (status, results_json, error) if status in ("completed", "failed") else None
                     )
 
-                status, results_json, error = wait(finished, 300, "a queue row", every=0.05)
+                status, results_json, error = wait_for(finished, 300, "a queue row", every=0.05)
                 completed = time.time()
                 if status != "completed":
                     raise RuntimeError(f"queue row failed: {error}")

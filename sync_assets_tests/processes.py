@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,40 @@ from sync_assets.core import embedded
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+def postgres_dagster_home(tmp_path: Path, pg_url: str) -> Path:
+    """A DAGSTER_HOME whose dagster.yaml keeps runs and events in the Postgres at `pg_url`."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = {"storage": {"postgres": {"postgres_url": pg_url}}}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return home
+
+
+def start_run_worker(job: str, run_config: dict, dagster_home: Path) -> subprocess.Popen[str]:
+    """`job` run by `sync_assets_tests.run_job` in its own OS process, as a run worker does."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sync_assets_tests.run_job", job, json.dumps(run_config)],
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_while_running(
+    worker: subprocess.Popen[str], predicate: Callable[[], bool], what: str
+) -> None:
+    """Wait for `predicate()` while `worker` runs; fail with its output if it ends first.
+
+    The worker imports Dagster and the project first: on a loaded machine that alone can take a
+    minute, so the bound is generous; a worker that ends early stops the wait."""
+    wait_for(lambda: worker.poll() is not None or predicate(), timeout=300, what=what, every=0.1)
+    assert worker.poll() is None, (
+        f"the run ended before {what} was seen:\n" + "".join(worker.communicate())[-6000:]
+    )
 
 
 def free_port() -> int:

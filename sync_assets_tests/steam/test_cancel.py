@@ -7,30 +7,17 @@ SIGTERM to the run worker.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from sync_assets.sandbox import steam as sandbox
-from sync_assets_tests.processes import wait_for
+from sync_assets_tests.processes import postgres_dagster_home, start_run_worker, wait_while_running
 from sync_assets_tests.steam.conftest import configure, query
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _dagster_home(tmp_path: Path, pg_url: str) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    config = {"storage": {"postgres": {"postgres_url": pg_url}}}
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    return home
 
 
 def _synced_apps(database_url: str) -> int:
@@ -51,7 +38,7 @@ def test_a_run_canceled_half_way_keeps_completed_work(
 ) -> None:
     configure(steam, catalog_size=400)
     configure(steam, store=True, latency=0.02)
-    home = _dagster_home(tmp_path, pg_instance.sync_assets_pg_url)
+    home = postgres_dagster_home(tmp_path, pg_instance.sync_assets_pg_url)
     run_config = {
         "execution": {"config": {executor: {}}},
         "ops": {
@@ -66,31 +53,10 @@ def test_a_run_canceled_half_way_keeps_completed_work(
             }
         },
     }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sync_assets_tests.run_job",
-            "steam_sync_job",
-            json.dumps(run_config),
-        ],
-        cwd=REPO,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_run_worker("steam_sync_job", run_config, home)
     try:
-        # The worker imports Dagster and the project first: on a loaded machine that alone can
-        # take a minute, so the bound is generous; a worker that ends early stops the wait.
-        wait_for(
-            lambda: worker.poll() is not None or _synced_apps(database_url) >= 40,
-            timeout=300,
-            what="a few committed chunks",
-            every=0.1,
-        )
-        assert worker.poll() is None, (
-            "the run ended before it was canceled:\n" + "".join(worker.communicate())[-6000:]
+        wait_while_running(
+            worker, lambda: _synced_apps(database_url) >= 40, "a few committed chunks"
         )
         [run] = pg_instance.get_runs()
         if how == "ui_cancel":

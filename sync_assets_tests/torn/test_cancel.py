@@ -6,19 +6,14 @@ worker does (`sync_assets_tests.run_job`), and is stopped the way an orchestrato
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from sync_assets.sandbox import torn as torn_sandbox
-from sync_assets_tests.processes import wait_for
+from sync_assets_tests.processes import postgres_dagster_home, start_run_worker, wait_while_running
 from sync_assets_tests.torn.conftest import configure, query, seed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,35 +33,12 @@ def test_a_sync_sent_sigterm_half_way_ends_canceled_and_keeps_its_chunks(
 ) -> None:
     seed(database_url, range(300))
     configure(torn, latency=0.05)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    storage = {"storage": {"postgres": {"postgres_url": pg_instance.sync_assets_pg_url}}}
-    (home / "dagster.yaml").write_text(yaml.safe_dump(storage))
+    home = postgres_dagster_home(tmp_path, pg_instance.sync_assets_pg_url)
     run_config = {"ops": {"user_data": {"config": {"concurrency": 2, "chunk_size": 5}}}}
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sync_assets_tests.run_job",
-            "user_sync_job",
-            json.dumps(run_config),
-        ],
-        cwd=REPO,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_run_worker("user_sync_job", run_config, home)
     try:
-        # The worker's start (imports) can take a minute on a loaded machine.
-        wait_for(
-            lambda: worker.poll() is not None or _users_written(database_url) >= 10,
-            timeout=300,
-            what="a few committed chunks",
-            every=0.1,
-        )
-        assert worker.poll() is None, (
-            "the run ended before it was stopped:\n" + "".join(worker.communicate())[-6000:]
+        wait_while_running(
+            worker, lambda: _users_written(database_url) >= 10, "a few committed chunks"
         )
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=300)
