@@ -15,7 +15,7 @@ WORKDIR /opt/sync_assets
 COPY pyproject.toml uv.lock README.md ./
 COPY sync_assets ./sync_assets
 RUN pip install uv==0.13.9 \
-    && UV_PROJECT_ENVIRONMENT=/usr/local uv sync --frozen --no-dev --no-editable \
+    && UV_PROJECT_ENVIRONMENT=/usr/local uv sync --frozen --no-dev --no-editable --compile-bytecode \
        --extra s3 --extra celery
 
 COPY dagster.yaml /opt/dagster/home/dagster.yaml

@@ -6,10 +6,13 @@ process per step (Dagster's default) costs seconds of imports each, which turned
 stats refresh clicked in the UI from seconds into minutes.
 
 The executor also records the run's worker process on the run (`core.orphans`), so a run whose
-worker is killed can be told from one still running.
+worker is killed can be told from one still running, and keeps the garbage collector off the
+objects loaded before the run (`objects_loaded_so_far_frozen`).
 """
 
+import gc
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -19,6 +22,8 @@ from sync_assets.core.dagster_internals import (
     _get_default_executor_requirements,
 )
 from sync_assets.core.orphans import record_worker
+
+YOUNG_GENERATION_THRESHOLD = 10_000
 
 
 class WorkerRecordingExecutor(dg.Executor):
@@ -37,7 +42,31 @@ class WorkerRecordingExecutor(dg.Executor):
 
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:  # noqa: ANN001
         record_worker(plan_context.instance, plan_context.run_id)
-        yield from self.inner.execute(plan_context, execution_plan)
+        with objects_loaded_so_far_frozen():
+            yield from self.inner.execute(plan_context, execution_plan)
+
+
+@contextmanager
+def objects_loaded_so_far_frozen() -> Iterator[None]:
+    """Exempt every object alive now (Dagster, the definitions: ~200,000) from garbage collection
+    until the block ends.
+
+    A step that builds many objects (a parsed 12,000-league body) triggers full collections, and
+    each one walked all of those import-time objects again: 1.6 s of a 6.6 s football write.
+    Collecting first leaves no garbage frozen; unfreezing at the end keeps a long-lived worker
+    (a Celery run worker) collecting everything between runs.
+    """
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    # Young collections every 10,000 allocations instead of 700: a step's parsed items live a
+    # short while in bulk, and a third of its collections were spent re-checking them.
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @dg.executor(

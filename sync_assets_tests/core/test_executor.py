@@ -1,9 +1,11 @@
 """The project's default executor runs steps in the run's process unless config asks otherwise."""
 
+import gc
+
 import dagster as dg
 from dagster import DagsterEventType
 
-from sync_assets.core.executor import in_process_by_default_executor
+from sync_assets.core.executor import YOUNG_GENERATION_THRESHOLD, in_process_by_default_executor
 from sync_assets.definitions import defs
 
 
@@ -44,3 +46,29 @@ def test_every_job_of_the_code_location_uses_it():
     for job in repository.get_all_jobs():
         expected = opted_in.get(job.name, "in_process_by_default")
         assert job.executor_def.name == expected, job.name
+
+
+@dg.op
+def collector_state(context: dg.OpExecutionContext) -> None:
+    context.add_output_metadata(
+        {"frozen": gc.get_freeze_count(), "young_threshold": gc.get_threshold()[0]}
+    )
+
+
+@dg.job(executor_def=in_process_by_default_executor)
+def reports_collector_state() -> None:
+    collector_state()
+
+
+def test_objects_loaded_before_the_run_are_frozen_for_its_steps_only(pg_instance):
+    before = gc.get_threshold()
+    with dg.execute_job(dg.reconstructable(reports_collector_state), instance=pg_instance) as run:
+        assert run.success
+        [output] = [e for e in run.all_events if e.event_type_value == "STEP_OUTPUT"]
+    seen = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    # Dagster and the definitions are out of the collector's sight while the step runs...
+    assert seen["frozen"] > 10_000
+    assert seen["young_threshold"] == YOUNG_GENERATION_THRESHOLD
+    # ...and back in it afterwards, so a long-lived worker still collects them between runs.
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
