@@ -1,4 +1,5 @@
-"""Lazy pandera validation: bad rows are dropped, counted and sampled, never silently."""
+"""Validation that drops, counts and samples bad rows, never silently: pandera for DataFrames
+(`validate_frame`), pydantic for records still in the provider's shape (`validate_records`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import TYPE_CHECKING, Any
 from sync_assets.core.redaction import redact
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     import pandera.pandas as pa
+    from pydantic import TypeAdapter
 
 SAMPLE_SIZE = 5
 
@@ -77,6 +81,50 @@ def validate_frame(
         return ValidationOutcome(
             valid=valid, fetched=fetched, invalid=fetched - len(remaining), samples=samples
         )
+
+
+@dataclass(frozen=True)
+class RecordsOutcome:
+    """Which records failed (their positions), and what was wrong with the first few."""
+
+    rejected: frozenset[int] = frozenset()
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def valid(self, records: Sequence[Any]) -> list[Any]:
+        return [r for i, r in enumerate(records) if i not in self.rejected]
+
+
+def validate_records(adapter: TypeAdapter[Any], records: Sequence[Any]) -> RecordsOutcome:
+    """Validate `records` with `adapter` (a `TypeAdapter(list[RowType])`) in one call.
+
+    A sample names the record's position, the field (nested names joined by `_`, `(row)` for a
+    check of the whole record), pydantic's message and the offending value.
+    """
+    from pydantic import ValidationError
+
+    try:
+        adapter.validate_python(records)
+        return RecordsOutcome()
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+    rejected: set[int] = set()
+    samples = []
+    for error in errors:
+        position, *path = error["loc"]
+        if position in rejected:
+            continue
+        rejected.add(int(position))
+        if len(samples) < SAMPLE_SIZE:
+            value = "(missing)" if error["type"] == "missing" else error["input"]
+            samples.append(
+                {
+                    "row": int(position),
+                    "column": "_".join(str(part) for part in path) or "(row)",
+                    "check": redact(error["msg"]),
+                    "value": redact(value)[:200],
+                }
+            )
+    return RecordsOutcome(frozenset(rejected), samples)
 
 
 def enforce_threshold(outcome: ValidationOutcome, threshold: float, *, name: str) -> None:

@@ -14,7 +14,7 @@ from sync_assets.core.postgres import LockBusyError, PostgresResource, ensure_sc
 from sync_assets.core.redaction import redact
 from sync_assets.core.settings import MissingSettingError
 from sync_assets.core.validation import TooManyInvalidError
-from sync_assets.football import tables
+from sync_assets.football import tables, unchanged
 from sync_assets.football.client import (
     API_FOOTBALL_POOL,
     FootballApiResource,
@@ -120,6 +120,7 @@ def football_sync(
                     threshold=config.invalid_threshold,
                     chunk_size=config.chunk_size,
                     progress=context.log.debug,
+                    previous=_previous_chunk_digests(context),
                 )
                 writer.write_countries(iter_items(countries))
                 writer.write_leagues(iter_items(leagues), leagues.results)
@@ -151,15 +152,30 @@ def football_sync(
     }
     for table in tables.TABLES:
         report = writer.report.tables[table]
+        chunks = {}
+        if table == "leagues":
+            chunks = {
+                "chunks_unchanged_skipped": writer.digests.skipped,
+                unchanged.METADATA_KEY: dg.MetadataValue.json(writer.digests.as_metadata()),
+            }
         yield dg.MaterializeResult(
             asset_key=table,
             metadata={
                 **report.as_metadata(),
                 "rows_in_table": totals[table],
                 "invalid_samples": dg.MetadataValue.json(report.samples),
+                **chunks,
                 **{k: v for k, v in run.items() if v is not None},
             },
         )
+
+
+def _previous_chunk_digests(context: dg.AssetExecutionContext) -> unchanged.ChunkDigests | None:
+    """What the last successful sync recorded about its chunks of leagues."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("leagues"))
+    materialization = event.asset_materialization if event else None
+    recorded = materialization.metadata.get(unchanged.METADATA_KEY) if materialization else None
+    return unchanged.ChunkDigests.from_metadata(recorded.value if recorded else None)
 
 
 def _int_or_none(value: str | None) -> int | None:

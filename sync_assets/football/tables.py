@@ -22,12 +22,11 @@ import psycopg
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.redaction import redact
 from sync_assets.core.upsert import UpsertCounts, upsert_rows
-from sync_assets.core.validation import SAMPLE_SIZE, TooManyInvalidError, validate_frame
+from sync_assets.core.validation import SAMPLE_SIZE, TooManyInvalidError, validate_records
+from sync_assets.football import schemas, unchanged
+from sync_assets.football.schemas import parse_date
 
 TABLES = ("countries", "leagues", "seasons", "season_coverage")
-COUNTRY_COLUMNS = ("name", "code", "flag")
-LEAGUE_COLUMNS = ("id", "name", "type", "logo", "country_name")
-SEASON_COLUMNS = ("league_id", "year", "start", "end", "current")
 
 
 def apply_schema(db: PostgresResource) -> None:
@@ -98,6 +97,10 @@ class SyncReport:
         default_factory=lambda: {name: TableReport() for name in TABLES}
     )
 
+    def totals(self) -> list[tuple[int, int, int]]:
+        """(fetched, invalid, duplicates) so far of each table, in TABLES order."""
+        return [(t.fetched, t.invalid, t.duplicates) for t in self.tables.values()]
+
 
 class _Slugs:
     """Slugs unique within a table and kept once given: `base`, else `base-<suffix>`.
@@ -125,7 +128,12 @@ class _Slugs:
 
 
 class FootballWriter:
-    """Writes one sync; `write_countries`, then `write_leagues`, then `check(threshold)`."""
+    """Writes one sync; `write_countries`, then `write_leagues`, then `check(threshold)`.
+
+    `previous` is what the last successful sync recorded about its chunks of leagues
+    (`unchanged.ChunkDigests`): a chunk it wrote whole, read the same again and still the same in
+    the tables is counted unchanged without being validated or written again.
+    """
 
     def __init__(
         self,
@@ -134,12 +142,15 @@ class FootballWriter:
         threshold: float,
         chunk_size: int = 1_000,
         progress: Callable[[str], None] | None = None,
+        previous: unchanged.ChunkDigests | None = None,
     ) -> None:
         self.conn = conn
         self.threshold = threshold
         self.chunk_size = chunk_size
         self.progress = progress or (lambda _message: None)
         self.report = SyncReport()
+        self.previous = previous if previous and previous.chunk_size == chunk_size else None
+        self.digests = unchanged.ChunkDigests(chunk_size=chunk_size)
         existing = conn.execute("SELECT name, id, slug FROM countries").fetchall()
         self.country_ids: dict[str, int] = {name: cid for name, cid, _ in existing}
         self.country_slugs = _Slugs({name: slug for name, _, slug in existing}, "country")
@@ -150,35 +161,27 @@ class FootballWriter:
     # countries -------------------------------------------------------------------------------
     def write_countries(self, items: Iterable[Any], *, source: str = "/countries") -> None:
         """Validate and upsert countries (all of `/countries`: a few hundred at most)."""
-        import pandas as pd
-
-        from sync_assets.football.schemas import CountryRow
-
         report = self.report.tables["countries"]
-        rows: dict[str, tuple[Any, ...]] = {}
-        frame_rows = []
+        records = []
         for item in items:
             report.fetched += 1
             if not isinstance(item, dict):
                 report.invalid += 1
                 report.add_samples([_shape_sample(item, "a country object")], source)
                 continue
-            frame_rows.append(tuple(item.get(c) for c in COUNTRY_COLUMNS))
-        if not frame_rows:
+            records.append(item)
+        if not records:
             return
-        outcome = validate_frame(
-            pd.DataFrame(frame_rows, columns=list(COUNTRY_COLUMNS), dtype=object),
-            CountryRow,
-            name="countries",
-        )
-        report.invalid += outcome.invalid
+        outcome = validate_records(schemas.COUNTRIES, records)
+        report.invalid += len(outcome.rejected)
         report.add_samples(outcome.samples, source)
-        for name, code, flag in outcome.valid.itertuples(index=False, name=None):
-            name = name.strip()
+        rows: dict[str, tuple[Any, ...]] = {}
+        for country in outcome.valid(records):
+            name = country["name"].strip()
             if name in rows:
                 report.duplicates += 1
             slug = self.country_slugs.slug_for(name, slugify(name), _short_hash(name))
-            rows[name] = (name, slug, code, flag)
+            rows[name] = (name, slug, country.get("code"), country.get("flag"))
         counts = upsert_rows(
             self.conn, "countries", ["name", "slug", "code", "flag"], rows.values(), ["name"]
         )
@@ -201,7 +204,7 @@ class FootballWriter:
         iterator = iter(items)
         position = 0
         while chunk := list(itertools.islice(iterator, self.chunk_size)):
-            self._write_chunk(chunk, position)
+            self._write_or_skip_chunk(chunk, position)
             position += len(chunk)
             leagues = self.report.tables["leagues"]
             if expected and leagues.invalid > self.threshold * expected:
@@ -212,14 +215,49 @@ class FootballWriter:
                 )
             self.progress(f"{position} of {expected} leagues written")
 
+    def _write_or_skip_chunk(self, chunk: list[Any], offset: int) -> None:
+        source = unchanged.source_digest(chunk)
+        league_ids = unchanged.league_ids(chunk)
+        recorded = self.previous.get(len(self.digests.chunks)) if self.previous else None
+        if (
+            recorded is not None
+            and source is not None
+            and league_ids is not None
+            and recorded.source == source
+            and unchanged.content_digest(self.conn, league_ids) == recorded.content
+        ):
+            self._count_unchanged(recorded.counts)
+            self.digests.add(recorded)
+            return
+        before = self.report.totals()
+        self._write_chunk(chunk, offset)
+        counts = {
+            table: [after[0] - start[0], after[2] - start[2]]
+            for table, start, after in zip(TABLES, before, self.report.totals(), strict=True)
+            if table in unchanged.COUNTED_TABLES
+        }
+        # Only a chunk with nothing invalid can be skipped later: its samples are not kept.
+        valid = all(a[1] == b[1] for a, b in zip(before, self.report.totals(), strict=True))
+        if valid and source is not None and league_ids is not None:
+            content = unchanged.content_digest(self.conn, league_ids)
+            self.digests.add(unchanged.ChunkDigest(source, content, counts))
+        else:
+            self.digests.add(None)
+
+    def _count_unchanged(self, counts: dict[str, list[int]]) -> None:
+        """Report a skipped chunk as its last full write did: every row unchanged."""
+        for table in unchanged.COUNTED_TABLES:
+            fetched, duplicates = counts[table]
+            report = self.report.tables[table]
+            report.fetched += fetched
+            report.duplicates += duplicates
+            report.add_written(UpsertCounts(unchanged=fetched - duplicates))
+        self.digests.skipped += 1
+
     def _write_chunk(self, chunk: list[Any], offset: int) -> None:
-        import pandas as pd
-
-        from sync_assets.football.schemas import LeagueRow
-
         leagues = self.report.tables["leagues"]
-        league_rows: list[tuple[Any, ...]] = []
-        seasons_of: dict[int, list[Any]] = {}
+        records: list[dict[str, Any]] = []
+        seasons_of: list[list[Any]] = []
         new_countries: dict[str, Any] = {}
         for number, item in enumerate(chunk, start=offset):
             leagues.fetched += 1
@@ -238,41 +276,45 @@ class FootballWriter:
             name = country.get("name")
             if isinstance(name, str) and name.strip() and name.strip() not in self.country_ids:
                 new_countries.setdefault(name.strip(), dict(country, name=name.strip()))
-            country_name = name.strip() if isinstance(name, str) else name
-            league_rows.append(
-                (
-                    league.get("id"),
-                    league.get("name"),
-                    league.get("type"),
-                    league.get("logo"),
-                    country_name,
-                )
+            get = league.get
+            records.append(
+                {
+                    "id": get("id"),
+                    "name": get("name"),
+                    "type": get("type"),
+                    "logo": get("logo"),
+                    "country_name": name.strip() if isinstance(name, str) else name,
+                }
             )
-            seasons_of[len(league_rows) - 1] = seasons
+            seasons_of.append(seasons)
         if new_countries:
             self.write_countries(new_countries.values(), source="/leagues country")
-        if not league_rows:
+        if not records:
             return
-        frame = pd.DataFrame(league_rows, columns=list(LEAGUE_COLUMNS), dtype=object)
         # A league whose country was rejected is rejected too.
-        frame.loc[~frame["country_name"].isin(self.country_ids.keys()), "country_name"] = None
-        outcome = validate_frame(frame, LeagueRow, name="leagues")
-        leagues.invalid += outcome.invalid
+        for record in records:
+            if not isinstance(record["country_name"], str) or (
+                record["country_name"] not in self.country_ids
+            ):
+                record["country_name"] = None
+        outcome = validate_records(schemas.LEAGUES, records)
+        leagues.invalid += len(outcome.rejected)
         leagues.add_samples(outcome.samples, f"league items {offset}-{offset + len(chunk) - 1}")
         rows: dict[int, tuple[Any, ...]] = {}
         season_items: list[tuple[int, Any]] = []
-        for position, (league_id, name, kind, logo, country_name) in zip(
-            outcome.valid.index, outcome.valid.itertuples(index=False, name=None), strict=True
-        ):
+        for position, record in enumerate(records):
+            if position in outcome.rejected:
+                continue
+            league_id, country_name = record["id"], record["country_name"]
             if league_id in rows:
                 leagues.duplicates += 1
-            base = slugify(f"{country_name} {name}")
+            base = slugify(f"{country_name} {record['name']}")
             slug = self.league_slugs.slug_for(league_id, base, str(league_id))
             rows[league_id] = (
                 league_id,
-                name.strip(),
-                kind,
-                logo,
+                record["name"].strip(),
+                record["type"],
+                record["logo"],
                 self.country_ids[country_name],
                 slug,
             )
@@ -289,13 +331,9 @@ class FootballWriter:
         self._write_seasons(season_items)
 
     def _write_seasons(self, season_items: list[tuple[int, Any]]) -> None:
-        import pandas as pd
-
-        from sync_assets.football.schemas import SeasonRow, parse_date
-
         seasons = self.report.tables["seasons"]
-        season_rows = []
-        coverage_rows = []
+        league_ids: list[int] = []
+        records: list[dict[str, Any]] = []
         for league_id, season in season_items:
             seasons.fetched += 1
             if not isinstance(season, dict):
@@ -304,36 +342,33 @@ class FootballWriter:
                     [_shape_sample(season, "a season object")], f"league {league_id}"
                 )
                 continue
-            get = season.get
-            season_rows.append((league_id, get("year"), get("start"), get("end"), get("current")))
-            coverage_rows.append((league_id, season.get("year"), season.get("coverage")))
-        if not season_rows:
+            league_ids.append(league_id)
+            records.append(season)
+        if not records:
             return
-        outcome = validate_frame(
-            pd.DataFrame(season_rows, columns=list(SEASON_COLUMNS), dtype=object),
-            SeasonRow,
-            name="seasons",
-        )
-        seasons.invalid += outcome.invalid
+        outcome = validate_records(schemas.SEASONS, records)
+        seasons.invalid += len(outcome.rejected)
         seasons.add_samples(outcome.samples, "seasons")
         # The same year listed twice for a league: keep the current one, else the later listed.
-        chosen: dict[tuple[int, int], tuple[int, tuple[Any, ...]]] = {}
-        for position, (league_id, year, start, end, current) in zip(
-            outcome.valid.index, outcome.valid.itertuples(index=False, name=None), strict=True
-        ):
-            key = (league_id, year)
-            row = (league_id, year, parse_date(start), parse_date(end), current)
+        chosen: dict[tuple[int, int], tuple[tuple[Any, ...], Any]] = {}
+        for position, (league_id, season) in enumerate(zip(league_ids, records, strict=True)):
+            if position in outcome.rejected:
+                continue
+            get = season.get
+            key = (league_id, season["year"])
+            current = season["current"]
+            row = (league_id, key[1], parse_date(get("start")), parse_date(get("end")), current)
             if key in chosen:
                 seasons.duplicates += 1
-                if chosen[key][1][4] and not current:
+                if chosen[key][0][4] and not current:
                     continue
-            chosen[key] = (position, row)
+            chosen[key] = (row, get("coverage"))
         seasons.add_written(
             upsert_rows(
                 self.conn,
                 "seasons",
                 ["league_id", "year", "start_date", "end_date", "current"],
-                (row for _, row in chosen.values()),
+                (row for row, _ in chosen.values()),
                 ["league_id", "year"],
             )
         )
@@ -344,58 +379,31 @@ class FootballWriter:
                 (sorted({k[0] for k in chosen}),),
             )
         }
-        self._write_coverage([coverage_rows[p] for p, _ in chosen.values()], ids)
+        self._write_coverage([(ids[key], cover) for key, (_, cover) in chosen.items()])
 
-    def _write_coverage(
-        self, items: list[tuple[int, int, Any]], season_ids: dict[tuple[int, int], int]
-    ) -> None:
-        import pandas as pd
-
-        from sync_assets.football.schemas import COVERAGE_COLUMNS, CoverageRow
-
-        # COVERAGE_COLUMNS is the fixtures' flags (prefixed), then the season's own.
-        fixture_flags = [
-            c.removeprefix("fixtures_") for c in COVERAGE_COLUMNS if c.startswith("fixtures_")
-        ]
-        other_flags = [c for c in COVERAGE_COLUMNS if not c.startswith("fixtures_")]
+    def _write_coverage(self, items: list[tuple[int, Any]]) -> None:
         report = self.report.tables["season_coverage"]
-        rows = []
-        for league_id, year, cover in items:
-            report.fetched += 1
-            if not isinstance(cover, dict):
-                report.invalid += 1
-                report.add_samples(
-                    [_shape_sample(cover, "a coverage object")], f"league {league_id} {year}"
-                )
-                continue
-            fixtures = cover.get("fixtures")
-            fixtures = fixtures if isinstance(fixtures, dict) else {}
-            rows.append(
-                (
-                    league_id,
-                    year,
-                    *(fixtures.get(name) for name in fixture_flags),
-                    *(cover.get(name) for name in other_flags),
-                )
-            )
-        if not rows:
-            return
-        outcome = validate_frame(
-            pd.DataFrame(rows, columns=["league_id", "year", *COVERAGE_COLUMNS], dtype=object),
-            CoverageRow,
-            name="season_coverage",
-        )
-        report.invalid += outcome.invalid
+        report.fetched += len(items)
+        covers = [cover for _, cover in items]
+        outcome = validate_records(schemas.COVERAGES, covers)
+        report.invalid += len(outcome.rejected)
         report.add_samples(outcome.samples, "season coverage")
+        fixture_flags = schemas.COVERAGE_FIXTURE_FLAGS
+        season_flags = schemas.COVERAGE_SEASON_FLAGS
         written = (
-            (season_ids[(row[0], row[1])], *row[2:])
-            for row in outcome.valid.itertuples(index=False, name=None)
+            (
+                season_id,
+                *(cover["fixtures"][flag] for flag in fixture_flags),
+                *(cover[flag] for flag in season_flags),
+            )
+            for position, (season_id, cover) in enumerate(items)
+            if position not in outcome.rejected
         )
         report.add_written(
             upsert_rows(
                 self.conn,
                 "season_coverage",
-                ["season_id", *COVERAGE_COLUMNS],
+                ["season_id", *schemas.COVERAGE_COLUMNS],
                 written,
                 ["season_id"],
             )
