@@ -17,14 +17,18 @@ from sync_assets.core.validation import TooManyInvalidError
 from sync_assets.football import tables, unchanged
 from sync_assets.football.client import (
     API_FOOTBALL_POOL,
+    BrokenBodyError,
+    Download,
     FootballApiResource,
     ProviderAnswerError,
     ProviderKeyError,
     ProviderQuotaError,
     iter_items,
+    refuse_empty,
 )
 
 LOCK_NAME = "football_sync"
+ENDPOINTS = ("countries", "leagues")
 KINDS = {"python", "postgres"}
 DESCRIPTIONS = {
     "countries": "Countries from API-Football's /countries (and any a league names).",
@@ -106,26 +110,25 @@ def football_sync(
             # Under the lock: CREATE INDEX IF NOT EXISTS locks its table even when the index
             # exists, so DDL beside another sync's open transaction would wait for it.
             ensure_schema(football_db, tables.apply_schema)
-            countries = session.download("countries")
-            leagues = session.download("leagues")
-            for warning in session.warnings:
-                context.log.warning(warning)
+            downloads = {name: session.download(name) for name in ENDPOINTS}
             context.log.info(
-                f"downloaded {countries.results} countries and {leagues.results} leagues "
-                f"in {session.stats.requests} requests"
+                f"downloaded /countries and /leagues ({downloads['leagues'].results} leagues "
+                f"declared) in {session.stats.requests} requests"
             )
-            with football_db.transaction() as conn:
-                writer = tables.FootballWriter(
-                    conn,
-                    threshold=config.invalid_threshold,
-                    chunk_size=config.chunk_size,
-                    progress=context.log.debug,
-                    previous=_previous_chunk_digests(context),
-                )
-                writer.write_countries(iter_items(countries))
-                writer.write_leagues(iter_items(leagues), leagues.results)
-                writer.check()
-                totals = tables.table_counts(conn)
+            previous = _previous_chunk_digests(context)
+            while True:
+                try:
+                    writer, totals = _write_tables(
+                        context, config, football_db, downloads, previous
+                    )
+                    break
+                except BrokenBodyError as exc:
+                    # Nothing was written (the transaction rolled back): fetch that body again.
+                    broken = downloads[exc.endpoint or "leagues"]
+                    downloads[broken.endpoint] = session.refetch(broken, exc)
+            for download in downloads.values():
+                for warning in download.count_warnings():
+                    context.log.warning(warning)
     except LockBusyError as exc:
         message = f"another football sync is running on this database: {exc}"
         if config.if_locked == "fail":
@@ -176,6 +179,31 @@ def _previous_chunk_digests(context: dg.AssetExecutionContext) -> unchanged.Chun
     materialization = event.asset_materialization if event else None
     recorded = materialization.metadata.get(unchanged.METADATA_KEY) if materialization else None
     return unchanged.ChunkDigests.from_metadata(recorded.value if recorded else None)
+
+
+def _write_tables(
+    context: dg.AssetExecutionContext,
+    config: FootballSyncConfig,
+    football_db: PostgresResource,
+    downloads: dict[str, Download],
+    previous: unchanged.ChunkDigests | None,
+) -> tuple[tables.FootballWriter, dict[str, int]]:
+    """Parse both answers and write the four tables in one transaction; their row counts."""
+    leagues = downloads["leagues"]
+    with football_db.transaction() as conn:
+        writer = tables.FootballWriter(
+            conn,
+            threshold=config.invalid_threshold,
+            chunk_size=config.chunk_size,
+            progress=context.log.debug,
+            previous=previous,
+        )
+        writer.write_countries(iter_items(downloads["countries"]))
+        writer.write_leagues(iter_items(leagues), leagues.results or 0)
+        if writer.report.tables["leagues"].fetched == 0:
+            refuse_empty(leagues)
+        writer.check()
+        return writer, tables.table_counts(conn)
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -71,19 +71,43 @@ class ProviderAnswerError(RuntimeError):
 class BrokenBodyError(ApiError):
     """HTTP 200, but the body is cut short or not JSON: worth fetching again."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, endpoint: str | None = None) -> None:
         super().__init__(message, retryable=True)
+        self.endpoint = endpoint
 
 
 @dataclass
 class Download:
-    """One endpoint's answer on disk (every page), with what the envelope said."""
+    """One endpoint's answer on disk (every page), with what each page's envelope declared.
+
+    The items are parsed once, as they are written (`iter_items`); a body that turns out not to
+    be complete JSON raises BrokenBodyError there, inside the write's transaction, and is
+    fetched again (`FootballSession.refetch`).
+    """
 
     endpoint: str
+    params: dict[str, Any]
     pages: list[Path]
-    results: int
+    declared: list[int | None]
     limits: dict[str, str] = field(default_factory=dict)
-    exact_pages: frozenset[Path] = frozenset()
+    counted: list[int] = field(default_factory=list)
+
+    @property
+    def results(self) -> int | None:
+        """The number of items the envelopes declare; None when a page declares none."""
+        if any(d is None for d in self.declared):
+            return None
+        return sum(d for d in self.declared if d is not None)
+
+    def count_warnings(self) -> list[str]:
+        """Pages whose declared `results` differs from the items read (after `iter_items`)."""
+        return [
+            f"/{self.endpoint} page {number}: `results` says {declared}, the answer holds {held}"
+            for number, (declared, held) in enumerate(
+                zip(self.declared, self.counted, strict=False), start=1
+            )
+            if declared is not None and declared != held
+        ]
 
 
 def errors_of(envelope_errors: Any) -> dict[str, str]:
@@ -176,24 +200,39 @@ def _skip_value(events: Iterator[tuple[str, str, Any]]) -> None:
             break
 
 
-def count_items(path: Path) -> tuple[int, bool]:
-    """Parse the whole file (so a truncated body is caught) and count `response` items.
-
-    Returns the count and whether the page needs exact numbers (see `EXACT_NUMBERS`).
-    """
-    return _parsed(_count_items, path)
-
-
-def _count_items(path: Path, exact: bool) -> int:
-    with path.open("rb") as handle:
-        return sum(1 for _ in _items(handle, exact))
-
-
 def iter_items(download: Download) -> Iterator[Any]:
-    """Every item of `response`, page after page, parsed as it is read."""
+    """Every item of `response`, page after page, parsed as it is read (and counted).
+
+    A page with a number beyond what the fast parser holds is read again from its start with
+    exact numbers, skipping the items already given. Raises BrokenBodyError when a page is not
+    complete JSON.
+    """
+    download.counted = []
     for page in download.pages:
-        with page.open("rb") as handle:
-            yield from _items(handle, page in download.exact_pages)
+        given = 0
+        exact = False
+        while True:
+            try:
+                with page.open("rb") as handle:
+                    for number, item in enumerate(_items(handle, exact)):
+                        if number >= given:
+                            given += 1
+                            yield item
+                break
+            except ijson.JSONError as exc:
+                if exact or "overflow" not in str(exc):
+                    raise BrokenBodyError(
+                        f"/{download.endpoint}: the answer is not complete JSON ({exc})",
+                        download.endpoint,
+                    ) from None
+                exact = True
+        download.counted.append(given)
+
+
+def refuse_empty(download: Download) -> None:
+    """API-Football always lists its leagues: an empty full list is an outage answer."""
+    if download.endpoint == "leagues" and not download.params:
+        raise ProviderAnswerError("/leagues answered no leagues at all; nothing was written")
 
 
 def page_total(value: Any) -> int | None:
@@ -274,8 +313,8 @@ class FootballSession:
         self.dir = Path(self._tmp.name)
         self.rate_limit_waits = 0
         self.refetched_bodies = 0
+        self.broken_bodies = 0
         self.limits: dict[str, str] = {}
-        self.warnings: list[str] = []
 
     @property
     def stats(self) -> CallStats:
@@ -292,38 +331,42 @@ class FootballSession:
         self._tmp.cleanup()
 
     def download(self, endpoint: str, params: dict[str, Any] | None = None) -> Download:
-        """Every page of `/endpoint`, checked: complete JSON, no errors, the endpoint asked."""
+        """Every page of `/endpoint`, its envelope checked: no errors, the endpoint asked."""
         pages: list[Path] = []
-        exact_pages: set[Path] = set()
-        results = 0
+        declared: list[int | None] = []
         page = 1
         while True:
             query = dict(params or {})
             if page > 1:
                 query["page"] = page
-            path, header, count, exact = self._fetch_page(endpoint, query, len(pages))
-            declared = header.get("results")
-            if isinstance(declared, int) and declared != count:
-                self.warnings.append(
-                    f"/{endpoint} page {page}: `results` says {declared}, the answer holds {count}"
-                )
+            path, header = self._fetch_page(endpoint, query, len(pages))
             pages.append(path)
-            if exact:
-                exact_pages.add(path)
-            results += count
+            results = header.get("results")
+            declared.append(results if isinstance(results, int) else None)
             paging = header.get("paging") or {}
             total = page_total(paging.get("total") if isinstance(paging, dict) else None)
             if total is None or page >= min(total, MAX_PAGES):
                 break
             page += 1
-        if results == 0 and endpoint == "leagues" and not params:
-            # API-Football always lists its leagues; an empty list is an outage answer.
-            raise ProviderAnswerError("/leagues answered no leagues at all; nothing was written")
-        return Download(endpoint, pages, results, dict(self.limits), frozenset(exact_pages))
+        download = Download(endpoint, dict(params or {}), pages, declared, dict(self.limits))
+        if download.results == 0:
+            refuse_empty(download)
+        return download
+
+    def refetch(self, broken: Download, error: BrokenBodyError) -> Download:
+        """`broken` downloaded again after its body turned out not to be complete JSON, within
+        `broken_body_attempts`; raises ApiError once they are used up."""
+        self.broken_bodies += 1
+        if self.broken_bodies >= self.config.broken_body_attempts:
+            raise ApiError(f"{error} ({self.broken_bodies} attempts)") from None
+        self.refetched_bodies += 1
+        self.stats.count_retry()
+        time.sleep(min(30.0, self.config.backoff_factor * 2**self.broken_bodies))
+        return self.download(broken.endpoint, broken.params)
 
     def _fetch_page(
         self, endpoint: str, query: dict[str, Any], number: int
-    ) -> tuple[Path, dict[str, Any], int, bool]:
+    ) -> tuple[Path, dict[str, Any]]:
         rate_limited = broken = 0
         while True:
             path = self.dir / f"{endpoint}-{number}.json"
@@ -331,7 +374,7 @@ class FootballSession:
                 self._spool(endpoint, query, path)
                 header = read_header(path)
                 self._check_envelope(endpoint, header)
-                return path, header, *count_items(path)
+                return path, header
             except _RateLimited as exc:
                 rate_limited += 1
                 if rate_limited >= self.config.rate_limit_attempts:

@@ -213,7 +213,7 @@ class FootballWriter:
                     f"{self.threshold:.0%}); stopped, nothing was written. "
                     f"Samples: {leagues.samples[:3]}"
                 )
-            self.progress(f"{position} of {expected} leagues written")
+            self.progress(f"{position} of {expected or '?'} leagues written")
 
     def _write_or_skip_chunk(self, chunk: list[Any], offset: int) -> None:
         source = unchanged.source_digest(chunk)

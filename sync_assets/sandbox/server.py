@@ -67,7 +67,8 @@ class FaultRule:
     """Answer `count` requests whose path starts with `path` with a fault instead of the data.
 
     kind: status (HTTP `status`, optional `retry_after` header), slow (`delay` seconds, then the
-    real answer), malformed (a truncated JSON body with HTTP 200), body (HTTP 200 with `body`),
+    real answer), malformed (a truncated JSON body with HTTP 200; `body`, a string, replaces the
+    default one), body (HTTP 200 with `body`),
     drop (close the connection without an answer).
     """
 
@@ -86,9 +87,8 @@ class FaultRule:
             payload = self.body if self.body is not None else {"message": "injected fault"}
             return Response.json(payload, status=self.status, headers=headers)
         if self.kind == "malformed":
-            return Response(
-                200, b'{"get": "truncated", "response": [', {"Content-Type": "application/json"}
-            )
+            text = self.body if isinstance(self.body, str) else '{"get": "truncated", "response": ['
+            return Response(200, text.encode(), {"Content-Type": "application/json"})
         if self.kind == "body":
             return Response.json(self.body)
         return None

@@ -4,6 +4,8 @@ nothing."""
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import pytest
 
@@ -121,6 +123,37 @@ def test_slow_answers_and_broken_bodies_are_fetched_again(football, database_url
     assert result.success
     assert counts(database_url)["leagues"] == LEAGUES
     assert metadata(result, "leagues")["retries"] >= 3
+
+
+def _cut_in_the_items() -> str:
+    """The whole /leagues answer cut off two thirds of the way in: a complete envelope header,
+    then items that stop mid-way (found only while the items are being written)."""
+    items = [sandbox.league_item(i, sandbox.countries()) for i in range(LEAGUES)]
+    text = json.dumps(sandbox.envelope("leagues", {}, items))
+    return text[: len(text) * 2 // 3]
+
+
+def test_a_body_that_breaks_off_mid_items_is_fetched_again_and_written_once(
+    football, database_url
+) -> None:
+    football.faults.add(path=LEAGUES_PATH, kind="malformed", body=_cut_in_the_items(), count=1)
+    result = sync({"chunk_size": 20})  # several chunks were written before the break was read
+    assert result.success
+    assert len(_leagues_requests(football)) == 2
+    leagues = metadata(result, "leagues")
+    assert (leagues["fetched"], leagues["inserted"], leagues["retries"]) == (LEAGUES, LEAGUES, 1)
+    assert counts(database_url)["leagues"] == LEAGUES
+
+
+def test_a_body_that_keeps_breaking_off_fails_and_changes_nothing(football, database_url) -> None:
+    sync()
+    before = dump(database_url)
+    football.faults.add(path=LEAGUES_PATH, kind="malformed", body=_cut_in_the_items(), count=-1)
+    result = sync({"chunk_size": 20}, raise_on_error=False)
+    assert not result.success
+    assert "/leagues: the answer is not complete JSON" in failure_message(result)
+    assert "(3 attempts)" in failure_message(result)
+    assert dump(database_url) == before
 
 
 def test_a_rate_limit_error_inside_a_200_body_waits_and_asks_again(football, database_url) -> None:
