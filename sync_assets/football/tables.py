@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import operator
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -27,6 +28,9 @@ from sync_assets.football import schemas, unchanged
 from sync_assets.football.schemas import parse_date
 
 TABLES = ("countries", "leagues", "seasons", "season_coverage")
+# A validated coverage object's flags in column order (itemgetter: 100,000 seasons per sync).
+FIXTURE_FLAGS_OF = operator.itemgetter(*schemas.COVERAGE_FIXTURE_FLAGS)
+SEASON_FLAGS_OF = operator.itemgetter(*schemas.COVERAGE_SEASON_FLAGS)
 
 
 def apply_schema(db: PostgresResource) -> None:
@@ -334,16 +338,14 @@ class FootballWriter:
         seasons = self.report.tables["seasons"]
         league_ids: list[int] = []
         records: list[dict[str, Any]] = []
+        seasons.fetched += len(season_items)
         for league_id, season in season_items:
-            seasons.fetched += 1
-            if not isinstance(season, dict):
-                seasons.invalid += 1
-                seasons.add_samples(
-                    [_shape_sample(season, "a season object")], f"league {league_id}"
-                )
+            if isinstance(season, dict):
+                league_ids.append(league_id)
+                records.append(season)
                 continue
-            league_ids.append(league_id)
-            records.append(season)
+            seasons.invalid += 1
+            seasons.add_samples([_shape_sample(season, "a season object")], f"league {league_id}")
         if not records:
             return
         outcome = validate_records(schemas.SEASONS, records)
@@ -351,8 +353,9 @@ class FootballWriter:
         seasons.add_samples(outcome.samples, "seasons")
         # The same year listed twice for a league: keep the current one, else the later listed.
         chosen: dict[tuple[int, int], tuple[tuple[Any, ...], Any]] = {}
+        rejected = outcome.rejected
         for position, (league_id, season) in enumerate(zip(league_ids, records, strict=True)):
-            if position in outcome.rejected:
+            if rejected and position in rejected:
                 continue
             get = season.get
             key = (league_id, season["year"])
@@ -388,14 +391,8 @@ class FootballWriter:
         outcome = validate_records(schemas.COVERAGES, covers)
         report.invalid += len(outcome.rejected)
         report.add_samples(outcome.samples, "season coverage")
-        fixture_flags = schemas.COVERAGE_FIXTURE_FLAGS
-        season_flags = schemas.COVERAGE_SEASON_FLAGS
         written = (
-            (
-                season_id,
-                *(cover["fixtures"][flag] for flag in fixture_flags),
-                *(cover[flag] for flag in season_flags),
-            )
+            (season_id, *FIXTURE_FLAGS_OF(cover["fixtures"]), *SEASON_FLAGS_OF(cover))
             for position, (season_id, cover) in enumerate(items)
             if position not in outcome.rejected
         )
