@@ -159,6 +159,7 @@ def football_sync(
         if table == "leagues":
             chunks = {
                 "chunks_unchanged_skipped": writer.digests.skipped,
+                "answer_unchanged_not_parsed": writer.digests.answer_unchanged,
                 unchanged.METADATA_KEY: dg.MetadataValue.json(writer.digests.as_metadata()),
             }
         yield dg.MaterializeResult(
@@ -199,7 +200,8 @@ def _write_tables(
             previous=previous,
         )
         writer.write_countries(iter_items(downloads["countries"]))
-        writer.write_leagues(iter_items(leagues), leagues.results or 0)
+        answer = unchanged.answer_digest(leagues.pages)
+        writer.write_leagues_or_count_unchanged(iter_items(leagues), leagues.results or 0, answer)
         if writer.report.tables["leagues"].fetched == 0:
             refuse_empty(leagues)
         writer.check()

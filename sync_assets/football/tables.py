@@ -221,14 +221,13 @@ class FootballWriter:
 
     def _write_or_skip_chunk(self, chunk: list[Any], offset: int) -> None:
         source = unchanged.source_digest(chunk)
-        league_ids = unchanged.league_ids(chunk)
+        id_range = unchanged.league_id_range(chunk)
         recorded = self.previous.get(len(self.digests.chunks)) if self.previous else None
         if (
             recorded is not None
-            and source is not None
-            and league_ids is not None
-            and recorded.source == source
-            and unchanged.content_digest(self.conn, league_ids) == recorded.content
+            and source == recorded.source
+            and id_range == (recorded.first_id, recorded.last_id)
+            and recorded.still_stored(self.conn)
         ):
             self._count_unchanged(recorded.counts)
             self.digests.add(recorded)
@@ -242,11 +241,28 @@ class FootballWriter:
         }
         # Only a chunk with nothing invalid can be skipped later: its samples are not kept.
         valid = all(a[1] == b[1] for a, b in zip(before, self.report.totals(), strict=True))
-        if valid and source is not None and league_ids is not None:
-            content = unchanged.content_digest(self.conn, league_ids)
-            self.digests.add(unchanged.ChunkDigest(source, content, counts))
+        if valid and source is not None and id_range is not None:
+            content = unchanged.content_digest(self.conn, *id_range)
+            self.digests.add(unchanged.ChunkDigest(source, *id_range, content, counts))
         else:
             self.digests.add(None)
+
+    def write_leagues_or_count_unchanged(
+        self, items: Iterable[Any], expected: int, answer: str
+    ) -> None:
+        """`write_leagues`, unless `answer` (the digest of the `/leagues` answer's bytes) is the
+        last sync's and every chunk of it is still stored as written: then every league, season
+        and coverage row is counted unchanged without the answer being parsed."""
+        recorded = self.previous.unchanged_answer(self.conn, answer) if self.previous else None
+        if recorded is not None:
+            self.digests.answer_unchanged = True
+            for chunk in recorded:
+                self._count_unchanged(chunk.counts)
+                self.digests.add(chunk)
+        else:
+            self.write_leagues(items, expected)
+        if all(self.digests.chunks):
+            self.digests.answer = answer
 
     def _count_unchanged(self, counts: dict[str, list[int]]) -> None:
         """Report a skipped chunk as its last full write did: every row unchanged."""

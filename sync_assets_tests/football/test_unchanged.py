@@ -49,6 +49,8 @@ def test_a_rerun_with_nothing_new_skips_every_chunk(football, database_url, pg_i
     before = dump(database_url)
     again = sync(CHUNKS, instance=pg_instance)
     assert metadata(again, "leagues")["chunks_unchanged_skipped"] == len(whole)
+    # The answer is byte for byte the last one: not even parsed.
+    assert metadata(again, "leagues")["answer_unchanged_not_parsed"] is True
     assert whole_chunks(again) == whole
     for table in TABLES:
         meta, earlier = metadata(again, table), metadata(first, table)
@@ -79,6 +81,8 @@ def test_rows_changed_by_hand_since_are_put_back(football, database_url, pg_inst
         (deleted,),
     )
     again = sync(CHUNKS, instance=pg_instance)
+    # The same answer, but two chunks' rows differ: it is parsed, and those two are written.
+    assert metadata(again, "leagues")["answer_unchanged_not_parsed"] is False
     assert metadata(again, "leagues")["chunks_unchanged_skipped"] == len(whole) - 2
     coverage = metadata(again, "season_coverage")
     assert (coverage["inserted"], coverage["updated"]) == (1, 1)
