@@ -11,6 +11,7 @@ objects loaded before the run (`objects_loaded_so_far_frozen`).
 """
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -54,19 +55,32 @@ def objects_loaded_so_far_frozen() -> Iterator[None]:
     A step that builds many objects (a parsed 12,000-league body) triggers full collections, and
     each one walked all of those import-time objects again: 1.6 s of a 6.6 s football write.
     Collecting first leaves no garbage frozen; unfreezing at the end keeps a long-lived worker
-    (a Celery run worker) collecting everything between runs.
+    (a Celery run worker) collecting everything between runs. Runs overlapping in one process
+    (threads) share one freeze: the first in starts it, the last out ends it.
     """
-    gc.collect()
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    # Young collections every 10,000 allocations instead of 700: a step's parsed items live a
-    # short while in bulk, and a third of its collections were spent re-checking them.
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *thresholds[1:])
+    global _frozen_runs, _thresholds_before
+    with _freeze_lock:
+        if _frozen_runs == 0:
+            gc.collect()
+            gc.freeze()
+            _thresholds_before = gc.get_threshold()
+            # Young collections every 10,000 allocations instead of 700: a step's parsed items
+            # live a short while in bulk, and a third of its collections re-checked them.
+            gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *_thresholds_before[1:])
+        _frozen_runs += 1
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _freeze_lock:
+            _frozen_runs -= 1
+            if _frozen_runs == 0:
+                gc.set_threshold(*_thresholds_before)
+                gc.unfreeze()
+
+
+_freeze_lock = threading.Lock()
+_frozen_runs = 0
+_thresholds_before: tuple[int, ...] = gc.get_threshold()
 
 
 @dg.executor(

@@ -5,7 +5,11 @@ import gc
 import dagster as dg
 from dagster import DagsterEventType
 
-from sync_assets.core.executor import YOUNG_GENERATION_THRESHOLD, in_process_by_default_executor
+from sync_assets.core.executor import (
+    YOUNG_GENERATION_THRESHOLD,
+    in_process_by_default_executor,
+    objects_loaded_so_far_frozen,
+)
 from sync_assets.definitions import defs
 
 
@@ -70,5 +74,19 @@ def test_objects_loaded_before_the_run_are_frozen_for_its_steps_only(pg_instance
     assert seen["frozen"] > 10_000
     assert seen["young_threshold"] == YOUNG_GENERATION_THRESHOLD
     # ...and back in it afterwards, so a long-lived worker still collects them between runs.
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
+
+
+def test_overlapping_runs_share_one_freeze_and_the_last_out_restores_the_collector():
+    before = gc.get_threshold()
+    first, second = objects_loaded_so_far_frozen(), objects_loaded_so_far_frozen()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    # The second run is still going: the objects stay frozen for it.
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD
+    second.__exit__(None, None, None)
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
