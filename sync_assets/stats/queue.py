@@ -11,8 +11,10 @@
   sensor writes back any finished run whose rows still say `processing`; each of its ticks
   watches the queue and its run for a few seconds (`WATCH_SECONDS`), so a run's end is written
   back, and a row queued is claimed, within a quarter second rather than at the daemon's next
-  pass. Run-status sensors write back too (the start, and an end the queue sensor has not seen
-  yet); a write-back missed while the daemon was down is made later.
+  pass. Its tick ends when it requests a run, so `stats_queue_write_back_sensor`, whose ticks
+  only watch the runs and write them back, covers the run's end until the next tick starts.
+  Run-status sensors write back too (the start, and an end neither has seen yet); a write-back
+  missed while the daemon was down is made later.
 - Only rows whose status is still `processing` under the same claim are written: a row the app
   re-queued meanwhile (status back to `queued`, retry_count + 1) is left for a new run.
 - A queue run whose worker process is gone (killed with `sync-assets dev`, OOM) is failed by the
@@ -24,6 +26,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,6 +265,25 @@ def _serve_queue(
     return dg.SensorResult(run_requests=requests)
 
 
+def _watch(
+    stats_db: StatsDatabase,
+    watch_seconds: float,
+    look: Callable[[Queue], dg.SensorResult | dg.SkipReason],
+) -> dg.SensorResult | dg.SkipReason:
+    """`look` at the queue every POLL_SECONDS for `watch_seconds`, on one connection; return
+    the first SensorResult, else the last look's SkipReason."""
+    deadline = time.monotonic() + watch_seconds
+    with stats_db.connect(autocommit=True) as conn:
+        queue = Queue(conn, stats_db.app_schema_name())
+        if not queue.exists():
+            return dg.SkipReason(f"no {QUEUE_TABLE} table in schema {stats_db.app_schema_name()!r}")
+        while True:
+            result = look(queue)
+            if isinstance(result, dg.SensorResult) or time.monotonic() >= deadline:
+                return result
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
 def job_queue_sensor(
     name: str = "stats_job_queue_sensor", watch_seconds: float = WATCH_SECONDS
 ) -> dg.SensorDefinition:
@@ -280,23 +302,56 @@ def job_queue_sensor(
     ) -> dg.SensorResult | dg.SkipReason:
         """Claim queued rows and request one run for them; recover claims left without a run;
         write back finished runs. Returns as soon as a run is requested."""
-        deadline = time.monotonic() + watch_seconds
-        with stats_db.connect(autocommit=True) as conn:
-            queue = Queue(conn, stats_db.app_schema_name())
-            if not queue.exists():
-                return dg.SkipReason(
-                    f"no {QUEUE_TABLE} table in schema {stats_db.app_schema_name()!r}"
-                )
-            while True:
-                result = _serve_queue(context, queue)
-                if isinstance(result, dg.SensorResult) or time.monotonic() >= deadline:
-                    return result
-                time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        return _watch(stats_db, watch_seconds, lambda queue: _serve_queue(context, queue))
+
+    return _sensor
+
+
+def write_back_finished(instance: dg.DagsterInstance, queue: Queue) -> list[str]:
+    """Write back every finished queue run whose rows still say `processing`; their run ids."""
+    written = []
+    for claim in queue.open_claims():
+        runs = _runs_for_claim(instance, claim)
+        if runs and runs[0].status in FINISHED and not runs[0].is_complete_and_waiting_to_retry:
+            write_back(queue.conn, queue.app_schema, instance, runs[0])
+            written.append(runs[0].run_id)
+    return written
+
+
+def queue_write_back_sensor(
+    name: str = "stats_queue_write_back_sensor", watch_seconds: float = WATCH_SECONDS
+) -> dg.SensorDefinition:
+    """A sensor whose ticks watch the queue's runs for `watch_seconds` and write back each that
+    ends. The queue sensor's tick ends when it requests a run, and the next one starts at the
+    daemon's next pass (up to 5 s later), so a run shorter than that would wait for it; this
+    tick never ends early."""
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=EVERY_DAEMON_PASS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Marks the queue rows of a finished stats_refresh_job run in {QUEUE_TABLE} "
+        "as soon as the run ends.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, stats_db: StatsDatabase
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Write back queue runs as they end."""
+        written: list[str] = []
+
+        def look(queue: Queue) -> dg.SkipReason:
+            for run_id in write_back_finished(context.instance, queue):
+                context.log.info(f"wrote back run {run_id}")
+                written.append(run_id)
+            return dg.SkipReason(f"wrote back {len(written)} runs")
+
+        return _watch(stats_db, watch_seconds, look)
 
     return _sensor
 
 
 stats_job_queue_sensor = job_queue_sensor()
+stats_queue_write_back_sensor = queue_write_back_sensor()
 
 
 def asset_results(
@@ -444,6 +499,7 @@ stats_queue_canceled_sensor = _status_sensor(
 
 QUEUE_SENSORS = [
     stats_job_queue_sensor,
+    stats_queue_write_back_sensor,
     stats_queue_started_sensor,
     stats_queue_success_sensor,
     stats_queue_failure_sensor,

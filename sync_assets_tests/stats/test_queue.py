@@ -20,6 +20,7 @@ from sync_assets.stats.queue import (
     CLAIM_TAG,
     ROWS_TAG,
     job_queue_sensor,
+    queue_write_back_sensor,
     stats_queue_failure_sensor,
     stats_queue_started_sensor,
     stats_queue_success_sensor,
@@ -277,3 +278,33 @@ def test_a_watching_tick_writes_back_its_run_and_serves_a_row_queued_meanwhile(
     assert served.tags[ROWS_TAG] == later
     assert row(database_url, later)["status"] == "processing"
     assert row(database_url, first)["results"]["dagster_run_id"] == run.run_id
+
+
+def test_the_write_back_sensor_writes_back_a_run_that_ends_while_it_watches(
+    club, database_url, instance
+) -> None:
+    """The run was in flight at the tick's first look; when it ends, the same tick writes its
+    rows back (the queue sensor's tick may have ended on requesting it)."""
+    job_row = enqueue(database_url, priority=1, minutes=0)
+    [request] = tick(instance).run_requests
+    job = stats_defs.resolve_job_def("stats_refresh_job")
+    run = instance.create_run_for_job(job_def=job, tags=request.tags)
+    instance.report_dagster_event(
+        dg.DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id
+    )
+    watching = queue_write_back_sensor(watch_seconds=30)
+    with ThreadPoolExecutor(1) as pool:
+        ticking = pool.submit(tick, instance, None, watching)
+        seen = wait_for(lambda: looks_at_claims(database_url), 30, "the tick's first look")
+        wait_for(
+            lambda: [t for t in looks_at_claims(database_url) if t > max(seen)],
+            30,
+            "the tick's second look",
+        )
+        assert row(database_url, job_row)["status"] == "processing"
+        instance.report_run_failed(instance.get_run_by_id(run.run_id))
+        wait_for(lambda: row(database_url, job_row)["status"] == "failed", 30, "the write-back")
+        result = ticking.result(timeout=120)
+    assert isinstance(result, dg.SkipReason)
+    assert result.skip_message == "wrote back 1 runs"
+    assert row(database_url, job_row)["results"]["dagster_run_id"] == run.run_id
