@@ -6,9 +6,14 @@
   whose run was never created (daemon stopped mid-tick) is re-requested under the same key and
   Dagster never starts it twice. While a queue run is in flight no new rows are claimed; rows
   queued meanwhile are served together by the next run.
-- Run-status sensors write back what the app's admin page reads: the run id and start time,
+- What the app's admin page reads is written back to the rows: the run id and start time,
   then `completed` or `failed` with `completed_at`, per-asset results and the error. The queue
-  sensor does the same for any finished run whose rows still say `processing`, so a write-back
+  sensor writes back any finished run whose rows still say `processing`; each of its ticks
+  watches the queue and its run for a few seconds (`WATCH_SECONDS`), so a run's end is written
+  back, and a row queued is claimed, within a quarter second rather than at the daemon's next
+  pass. Its tick ends when it requests a run, so `stats_queue_write_back_sensor`, whose ticks
+  only watch the runs and write them back, covers the run's end until the next tick starts.
+  Run-status sensors write back too (the start, and an end neither has seen yet); a write-back
   missed while the daemon was down is made later.
 - Only rows whose status is still `processing` under the same claim are written: a row the app
   re-queued meanwhile (status back to `queued`, retry_count + 1) is left for a new run.
@@ -19,7 +24,9 @@
 
 import datetime as dt
 import json
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +123,16 @@ class Queue:
         claimed = [Claimed(str(r[0]), r[1], r[2], r[3]) for r in rows]
         return sorted(claimed, key=lambda c: (-c.priority, c.created_at, c.id))
 
+    def has_queued(self) -> bool:
+        """Whether any row of the served job types is queued."""
+        row = self.conn.execute(
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE status = 'queued' AND job_type = ANY(%s))"
+            ).format(self.table),
+            (job_types(),),
+        ).fetchone()
+        return bool(row and row[0])
+
     def open_claims(self) -> dict[str, list[str]]:
         """Claims whose rows still say `processing`: claim -> row ids."""
         rows = self.conn.execute(
@@ -169,6 +186,15 @@ class Queue:
 # (10 s between ticks, measured: a queue row waited 10 s for its run); asking for less makes
 # the queue's sensors tick on every pass.
 EVERY_DAEMON_PASS = 4
+# One tick of the queue sensor keeps watching the queue and its run for this long, looking every
+# POLL_SECONDS: a row queued, or a queue run ending, while it watches is served within a poll
+# instead of at the daemon's next pass (on average 2.5 s later, each). 9 s ends the tick before
+# the second pass after the one that started it when the tick took under a second to start and
+# end (measured: 0.5-1 s at load 1), so the next tick starts at that pass; a tick that ends
+# later leaves a gap until the pass after. It needs the sensor daemon's threads (dagster.yaml
+# `sensors: use_threads`): without them one watching tick would hold up every other sensor.
+WATCH_SECONDS = 9.0
+POLL_SECONDS = 0.25
 
 
 def _runs_for_claim(instance: dg.DagsterInstance, claim: str) -> list[dg.DagsterRun]:
@@ -189,52 +215,41 @@ def _run_request(claim: str, rows: list[Claimed] | list[str], priority: int) -> 
     )
 
 
-@dg.sensor(
-    name="stats_job_queue_sensor",
-    job=stats_refresh_job,
-    minimum_interval_seconds=EVERY_DAEMON_PASS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Turns queued rows of the app's background_job_status into stats_refresh_job "
-    "runs (highest priority, then oldest, first).",
-)
-def stats_job_queue_sensor(
-    context: dg.SensorEvaluationContext, stats_db: StatsDatabase
+def _serve_queue(
+    context: dg.SensorEvaluationContext, queue: Queue
 ) -> dg.SensorResult | dg.SkipReason:
-    """Claim queued rows and request one run for them; recover claims left without a run."""
+    """One look at the queue: write back finished runs, recover claims left without a run, and
+    claim queued rows for a new run when no queue run is in flight."""
     instance = context.instance
     requests: list[dg.RunRequest] = []
     notes: list[str] = []
-    with stats_db.connect(autocommit=True) as conn:
-        queue = Queue(conn, stats_db.app_schema_name())
-        if not queue.exists():
-            return dg.SkipReason(f"no {QUEUE_TABLE} table in schema {stats_db.app_schema_name()!r}")
-        in_flight = False
-        for claim, ids in queue.open_claims().items():
-            runs = _runs_for_claim(instance, claim)
-            if not runs:
-                # Claimed by a tick whose run was never created: request it again, same key.
-                requests.append(_run_request(claim, ids, 0))
-                notes.append(f"re-requested claim {claim} ({len(ids)} rows)")
-                in_flight = True
-                continue
-            run = runs[0]
-            if (failed := fail_orphan(instance, run)) is not None:
-                notes.append(f"run {run.run_id} for claim {claim} lost its worker: failed it")
-                run = failed
-            if run.status not in FINISHED or run.is_complete_and_waiting_to_retry:
-                in_flight = True  # still going, or run_retries starts it again for these rows
-                continue
-            write_back(conn, stats_db.app_schema_name(), instance, run)
-            notes.append(f"wrote back run {run.run_id} for claim {claim}")
-        if not in_flight:
-            queue_runs = instance.get_runs(
-                filters=dg.RunsFilter(
-                    job_name=stats_refresh_job.name,
-                    statuses=IN_FLIGHT,
-                    tags={TRIGGER_TAG: "queue"},
-                )
+    in_flight = False
+    for claim, ids in queue.open_claims().items():
+        runs = _runs_for_claim(instance, claim)
+        if not runs:
+            # Claimed by a tick whose run was never created: request it again, same key.
+            requests.append(_run_request(claim, ids, 0))
+            notes.append(f"re-requested claim {claim} ({len(ids)} rows)")
+            in_flight = True
+            continue
+        run = runs[0]
+        if (failed := fail_orphan(instance, run)) is not None:
+            notes.append(f"run {run.run_id} for claim {claim} lost its worker: failed it")
+            run = failed
+        if run.status not in FINISHED or run.is_complete_and_waiting_to_retry:
+            in_flight = True  # still going, or run_retries starts it again for these rows
+            continue
+        write_back(queue.conn, queue.app_schema, instance, run)
+        notes.append(f"wrote back run {run.run_id} for claim {claim}")
+    if not in_flight and queue.has_queued():
+        queue_runs = instance.get_runs(
+            filters=dg.RunsFilter(
+                job_name=stats_refresh_job.name,
+                statuses=IN_FLIGHT,
+                tags={TRIGGER_TAG: "queue"},
             )
-            in_flight = bool(live_runs(instance, queue_runs))
+        )
+        in_flight = bool(live_runs(instance, queue_runs))
         if not in_flight:
             claim = f"stats-queue-{uuid.uuid4().hex[:16]}"
             claimed = queue.claim(claim, max_rows_per_run())
@@ -249,6 +264,95 @@ def stats_job_queue_sensor(
     if not requests:
         return dg.SkipReason("a queue run is in flight" if in_flight else "no queued rows")
     return dg.SensorResult(run_requests=requests)
+
+
+def _watch(
+    stats_db: StatsDatabase,
+    watch_seconds: float,
+    look: Callable[[Queue], dg.SensorResult | dg.SkipReason],
+) -> dg.SensorResult | dg.SkipReason:
+    """`look` at the queue every POLL_SECONDS for `watch_seconds`, on one connection; return
+    the first SensorResult, else the last look's SkipReason."""
+    deadline = time.monotonic() + watch_seconds
+    with stats_db.connect(autocommit=True) as conn:
+        queue = Queue(conn, stats_db.app_schema_name())
+        if not queue.exists():
+            return dg.SkipReason(f"no {QUEUE_TABLE} table in schema {stats_db.app_schema_name()!r}")
+        while True:
+            result = look(queue)
+            if isinstance(result, dg.SensorResult) or time.monotonic() >= deadline:
+                return result
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+def job_queue_sensor(
+    name: str = "stats_job_queue_sensor", watch_seconds: float = WATCH_SECONDS
+) -> dg.SensorDefinition:
+    """The queue sensor; each tick watches the queue for `watch_seconds` (0: one look)."""
+
+    @dg.sensor(
+        name=name,
+        job=stats_refresh_job,
+        minimum_interval_seconds=EVERY_DAEMON_PASS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Turns queued rows of the app's background_job_status into stats_refresh_job "
+        "runs (highest priority, then oldest, first) and writes their outcome back.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, stats_db: StatsDatabase
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Claim queued rows and request one run for them; recover claims left without a run;
+        write back finished runs. Returns as soon as a run is requested."""
+        return _watch(stats_db, watch_seconds, lambda queue: _serve_queue(context, queue))
+
+    return _sensor
+
+
+def write_back_finished(instance: dg.DagsterInstance, queue: Queue) -> list[str]:
+    """Write back every finished queue run whose rows still say `processing`; their run ids."""
+    written = []
+    for claim in queue.open_claims():
+        runs = _runs_for_claim(instance, claim)
+        if runs and runs[0].status in FINISHED and not runs[0].is_complete_and_waiting_to_retry:
+            write_back(queue.conn, queue.app_schema, instance, runs[0])
+            written.append(runs[0].run_id)
+    return written
+
+
+def queue_write_back_sensor(
+    name: str = "stats_queue_write_back_sensor", watch_seconds: float = WATCH_SECONDS
+) -> dg.SensorDefinition:
+    """A sensor whose ticks watch the queue's runs for `watch_seconds` and write back each that
+    ends. The queue sensor's tick ends when it requests a run, and the next one starts at the
+    daemon's next pass (up to 5 s later), so a run shorter than that would wait for it; this
+    tick never ends early."""
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=EVERY_DAEMON_PASS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Marks the queue rows of a finished stats_refresh_job run in {QUEUE_TABLE} "
+        "as soon as the run ends.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, stats_db: StatsDatabase
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Write back queue runs as they end."""
+        written: list[str] = []
+
+        def look(queue: Queue) -> dg.SkipReason:
+            for run_id in write_back_finished(context.instance, queue):
+                context.log.info(f"wrote back run {run_id}")
+                written.append(run_id)
+            return dg.SkipReason(f"wrote back {len(written)} runs")
+
+        return _watch(stats_db, watch_seconds, look)
+
+    return _sensor
+
+
+stats_job_queue_sensor = job_queue_sensor()
+stats_queue_write_back_sensor = queue_write_back_sensor()
 
 
 def asset_results(
@@ -396,6 +500,7 @@ stats_queue_canceled_sensor = _status_sensor(
 
 QUEUE_SENSORS = [
     stats_job_queue_sensor,
+    stats_queue_write_back_sensor,
     stats_queue_started_sensor,
     stats_queue_success_sensor,
     stats_queue_failure_sensor,

@@ -59,6 +59,7 @@ def test_job_sensors_and_resources() -> None:
     sensors = {s.name: s for s in defs.sensors or []}
     assert set(sensors) == {
         "stats_job_queue_sensor",
+        "stats_queue_write_back_sensor",
         "stats_queue_started_sensor",
         "stats_queue_success_sensor",
         "stats_queue_failure_sensor",

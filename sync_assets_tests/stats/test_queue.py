@@ -1,11 +1,13 @@
 """The app's queue drives the runs: one run per claimed row set, priority order, write-back of
-processing / completed / failed, re-queue, and no duplicate run when the daemon restarts."""
+processing / completed / failed, re-queue, no duplicate run when the daemon restarts, and a tick
+that keeps watching the queue and its run."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -17,14 +19,18 @@ from sync_assets.stats import defs as stats_defs
 from sync_assets.stats.queue import (
     CLAIM_TAG,
     ROWS_TAG,
-    stats_job_queue_sensor,
+    job_queue_sensor,
+    queue_write_back_sensor,
     stats_queue_failure_sensor,
     stats_queue_started_sensor,
     stats_queue_success_sensor,
 )
+from sync_assets_tests.processes import wait_for
 from sync_assets_tests.stats.conftest import stats_db
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+# The queue sensor's logic, one look per tick (the daemon's ticks watch for seconds: below).
+ONE_LOOK = job_queue_sensor(watch_seconds=0)
 
 
 @pytest.fixture
@@ -56,11 +62,11 @@ def row(url: str, row_id: str) -> dict[str, Any]:
         return dict(zip(names, cursor.fetchone() or (), strict=True))
 
 
-def tick(instance: dg.DagsterInstance, cursor: str | None = None):
+def tick(instance: dg.DagsterInstance, cursor: str | None = None, sensor=ONE_LOOK):
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"stats_db": stats_db()}
     )
-    return stats_job_queue_sensor(context)
+    return sensor(context)
 
 
 def run_for(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInJobResult:
@@ -226,3 +232,79 @@ def test_a_run_the_instance_retried_is_judged_by_the_retry(club, database_url, i
     write_back(instance, retry.run_id, stats_queue_success_sensor, DagsterEventType.RUN_SUCCESS)
     done = row(database_url, job_row)
     assert (done["status"], done["results"]["dagster_run_id"]) == ("completed", retry.run_id)
+
+
+def looks_at_claims(url: str) -> list[dt.datetime]:
+    """When other connections to the app's database last began the sensor's open-claims query."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT query_start FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query LIKE %s",
+            ("%results ? 'claim'%",),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_a_watching_tick_writes_back_its_run_and_serves_a_row_queued_meanwhile(
+    club, database_url, instance
+) -> None:
+    """One tick sees the queue run in flight, keeps watching, writes the run's rows back when it
+    ends, and claims a row queued after that, all before it returns (a one-look tick would have
+    returned "in flight" at its first look)."""
+    first = enqueue(database_url, priority=1, minutes=0)
+    [request] = tick(instance).run_requests
+    job = stats_defs.resolve_job_def("stats_refresh_job")
+    run = instance.create_run_for_job(job_def=job, tags=request.tags)
+    instance.report_dagster_event(
+        dg.DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id
+    )
+    watching = job_queue_sensor(watch_seconds=600)  # returns as soon as it requests a run
+    with ThreadPoolExecutor(1) as pool:
+        ticking = pool.submit(tick, instance, None, watching)
+        # Two looks at the open claims: the first look saw the run in flight and did not return.
+        seen = wait_for(lambda: looks_at_claims(database_url), 120, "the tick's first look")
+        wait_for(
+            lambda: [t for t in looks_at_claims(database_url) if t > max(seen)],
+            120,
+            "the tick's second look",
+        )
+        assert not ticking.done()
+        instance.report_run_failed(instance.get_run_by_id(run.run_id))
+        wait_for(lambda: row(database_url, first)["status"] == "failed", 120, "the write-back")
+        assert not ticking.done()  # written back by the watching tick, which watches on
+        later = enqueue(database_url, priority=1, minutes=1)
+        result = ticking.result(timeout=120)
+    [served] = result.run_requests
+    assert served.tags[ROWS_TAG] == later
+    assert row(database_url, later)["status"] == "processing"
+    assert row(database_url, first)["results"]["dagster_run_id"] == run.run_id
+
+
+def test_the_write_back_sensor_writes_back_a_run_that_ends_while_it_watches(
+    club, database_url, instance
+) -> None:
+    """The run was in flight at the tick's first look; when it ends, the same tick writes its
+    rows back (the queue sensor's tick may have ended on requesting it)."""
+    job_row = enqueue(database_url, priority=1, minutes=0)
+    [request] = tick(instance).run_requests
+    job = stats_defs.resolve_job_def("stats_refresh_job")
+    run = instance.create_run_for_job(job_def=job, tags=request.tags)
+    instance.report_dagster_event(
+        dg.DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id
+    )
+    watching = queue_write_back_sensor(watch_seconds=30)
+    with ThreadPoolExecutor(1) as pool:
+        ticking = pool.submit(tick, instance, None, watching)
+        seen = wait_for(lambda: looks_at_claims(database_url), 30, "the tick's first look")
+        wait_for(
+            lambda: [t for t in looks_at_claims(database_url) if t > max(seen)],
+            30,
+            "the tick's second look",
+        )
+        assert row(database_url, job_row)["status"] == "processing"
+        instance.report_run_failed(instance.get_run_by_id(run.run_id))
+        wait_for(lambda: row(database_url, job_row)["status"] == "failed", 30, "the write-back")
+        result = ticking.result(timeout=120)
+    assert isinstance(result, dg.SkipReason)
+    assert result.skip_message == "wrote back 1 runs"
+    assert row(database_url, job_row)["results"]["dagster_run_id"] == run.run_id
