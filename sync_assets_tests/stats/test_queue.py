@@ -245,29 +245,41 @@ def looks_at_claims(url: str) -> list[dt.datetime]:
     return [r[0] for r in rows]
 
 
-def test_a_watching_tick_writes_back_its_run_and_serves_a_row_queued_meanwhile(
-    club, database_url, instance
-) -> None:
-    """One tick sees the queue run in flight, keeps watching, writes the run's rows back when it
-    ends, and claims a row queued after that, all before it returns (a one-look tick would have
-    returned "in flight" at its first look)."""
-    first = enqueue(database_url, priority=1, minutes=0)
+def queue_run_started(database_url: str, instance: dg.DagsterInstance) -> tuple[str, dg.DagsterRun]:
+    """A queued row claimed by a tick, and its run created and started (as the daemon would)."""
+    job_row = enqueue(database_url, priority=1, minutes=0)
     [request] = tick(instance).run_requests
     job = stats_defs.resolve_job_def("stats_refresh_job")
     run = instance.create_run_for_job(job_def=job, tags=request.tags)
     instance.report_dagster_event(
         dg.DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id
     )
+    return job_row, run
+
+
+def wait_for_two_looks(database_url: str, seconds: float) -> None:
+    """Until a watching tick has looked at the open claims twice (so it did not return at its
+    first look)."""
+    seen = wait_for(lambda: looks_at_claims(database_url), seconds, "the tick's first look")
+    wait_for(
+        lambda: [t for t in looks_at_claims(database_url) if t > max(seen)],
+        seconds,
+        "the tick's second look",
+    )
+
+
+def test_a_watching_tick_writes_back_its_run_and_serves_a_row_queued_meanwhile(
+    club, database_url, instance
+) -> None:
+    """One tick sees the queue run in flight, keeps watching, writes the run's rows back when it
+    ends, and claims a row queued after that, all before it returns (a one-look tick would have
+    returned "in flight" at its first look)."""
+    first, run = queue_run_started(database_url, instance)
     watching = job_queue_sensor(watch_seconds=600)  # returns as soon as it requests a run
     with ThreadPoolExecutor(1) as pool:
         ticking = pool.submit(tick, instance, None, watching)
         # Two looks at the open claims: the first look saw the run in flight and did not return.
-        seen = wait_for(lambda: looks_at_claims(database_url), 120, "the tick's first look")
-        wait_for(
-            lambda: [t for t in looks_at_claims(database_url) if t > max(seen)],
-            120,
-            "the tick's second look",
-        )
+        wait_for_two_looks(database_url, 120)
         assert not ticking.done()
         instance.report_run_failed(instance.get_run_by_id(run.run_id))
         wait_for(lambda: row(database_url, first)["status"] == "failed", 120, "the write-back")
@@ -285,25 +297,16 @@ def test_the_write_back_sensor_writes_back_a_run_that_ends_while_it_watches(
 ) -> None:
     """The run was in flight at the tick's first look; when it ends, the same tick writes its
     rows back (the queue sensor's tick may have ended on requesting it)."""
-    job_row = enqueue(database_url, priority=1, minutes=0)
-    [request] = tick(instance).run_requests
-    job = stats_defs.resolve_job_def("stats_refresh_job")
-    run = instance.create_run_for_job(job_def=job, tags=request.tags)
-    instance.report_dagster_event(
-        dg.DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id
-    )
-    watching = queue_write_back_sensor(watch_seconds=30)
+    job_row, run = queue_run_started(database_url, instance)
+    # This tick never ends early: its watch bounds the test's time, and must outlast a busy
+    # machine's slow start of the tick and its two looks.
+    watching = queue_write_back_sensor(watch_seconds=60)
     with ThreadPoolExecutor(1) as pool:
         ticking = pool.submit(tick, instance, None, watching)
-        seen = wait_for(lambda: looks_at_claims(database_url), 30, "the tick's first look")
-        wait_for(
-            lambda: [t for t in looks_at_claims(database_url) if t > max(seen)],
-            30,
-            "the tick's second look",
-        )
+        wait_for_two_looks(database_url, 60)
         assert row(database_url, job_row)["status"] == "processing"
         instance.report_run_failed(instance.get_run_by_id(run.run_id))
-        wait_for(lambda: row(database_url, job_row)["status"] == "failed", 30, "the write-back")
+        wait_for(lambda: row(database_url, job_row)["status"] == "failed", 60, "the write-back")
         result = ticking.result(timeout=120)
     assert isinstance(result, dg.SkipReason)
     assert result.skip_message == "wrote back 1 runs"
