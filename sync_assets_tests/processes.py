@@ -78,10 +78,13 @@ def wait_for[T](predicate: Callable[[], T], timeout: float, what: str, every: fl
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def instance_environment(home: Path, dagster_database_url: str) -> dict[str, str]:
-    """DAGSTER_HOME holding the repository's dagster.yaml, on the given Postgres database."""
+def instance_environment(
+    home: Path, dagster_database_url: str, config: Path = REPO / "dagster.yaml"
+) -> dict[str, str]:
+    """DAGSTER_HOME holding the repository's dagster.yaml (or `config`), on the given Postgres
+    database."""
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(config, home / "dagster.yaml")
     return {
         "DAGSTER_HOME": str(home),
         "DAGSTER_PG_URL": embedded.sqlalchemy_url(dagster_database_url),

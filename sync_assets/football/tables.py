@@ -234,13 +234,14 @@ class FootballWriter:
             return
         before = self.report.totals()
         self._write_chunk(chunk, offset)
+        changes = list(zip(TABLES, before, self.report.totals(), strict=True))
         counts = {
             table: [after[0] - start[0], after[2] - start[2]]
-            for table, start, after in zip(TABLES, before, self.report.totals(), strict=True)
+            for table, start, after in changes
             if table in unchanged.COUNTED_TABLES
         }
         # Only a chunk with nothing invalid can be skipped later: its samples are not kept.
-        valid = all(a[1] == b[1] for a, b in zip(before, self.report.totals(), strict=True))
+        valid = all(start[1] == after[1] for _, start, after in changes)
         if valid and source is not None and id_range is not None:
             content = unchanged.content_digest(self.conn, *id_range)
             self.digests.add(unchanged.ChunkDigest(source, *id_range, content, counts))

@@ -22,11 +22,10 @@ import pytest
 from dagster import DagsterEventType
 
 from sync_assets import definitions
-from sync_assets.core import embedded
 from sync_assets.core.broker import BROKER_SETTING, LocalRedis
 from sync_assets.sandbox import torn as torn_sandbox
-from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
 from sync_assets.sandbox.server import SandboxServer
+from sync_assets_tests.celery_loopback import celery_loopback, start_worker
 from sync_assets_tests.conftest import create_database
 from sync_assets_tests.dagster_internals import (
     LoadableTargetOrigin,
@@ -35,7 +34,7 @@ from sync_assets_tests.dagster_internals import (
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
-from sync_assets_tests.processes import REPO, Processes, wait_for
+from sync_assets_tests.processes import REPO, Processes, instance_environment, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed (make redis)"
@@ -113,51 +112,34 @@ class Deployment:
             return conn.execute(statement, params).fetchall()
 
 
-def start_worker(processes: Processes, name: str) -> None:
-    processes.start(
-        name, "celery", "-A", "sync_assets.core.celery_app", "worker", "-Q", QUEUES,
-        "-c", "1", "-n", f"{name}@%h", "-l", "INFO", "--without-gossip", "--without-mingle",
-    )  # fmt: skip
-    wait_for(lambda: " ready." in processes.output(name), 120, f"worker {name} ready", every=0.5)
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory, server_url: str) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("celery")
-    home = tmp / "home"
-    home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster-celery.yaml", home / "dagster.yaml")
-    database_url = create_database(server_url)
-    redis = LocalRedis().start()
-    sandbox = build_sandbox(scale=0.2).start()
-    env = {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_URL": embedded.sqlalchemy_url(create_database(server_url, "dagster")),
-        "SYNC_ASSETS_COMPUTE_LOGS": str(home / "compute_logs"),
-        "DATABASE_URL": database_url,
+    instance_env = {
+        **instance_environment(
+            tmp / "home",
+            create_database(server_url, "dagster"),
+            config=REPO / "deploy" / "dagster-celery.yaml",
+        ),
         "OBJECT_STORAGE_URL": str(tmp / "buckets"),
-        BROKER_SETTING: redis.url,
-        **sandbox_environment(sandbox.url),
     }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    seed_app_tables(0.2)
-    processes = Processes(tmp, env)
-    try:
-        for name in WORKERS:
-            start_worker(processes, name)
-        processes.start("daemon", "dagster-daemon", "run", "-w", str(REPO / "workspace.yaml"))
-        with dg.DagsterInstance.get() as instance:
-            yield Deployment(processes, instance, redis, sandbox, env, database_url)
-    finally:
-        processes.stop()
-        sandbox.stop()
-        redis.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with celery_loopback(server_url, instance_env) as loopback:
+        processes = Processes(tmp, loopback.env)
+        try:
+            for name in WORKERS:
+                start_worker(processes, name, QUEUES)
+            processes.start("daemon", "dagster-daemon", "run", "-w", str(REPO / "workspace.yaml"))
+            with dg.DagsterInstance.get() as instance:
+                yield Deployment(
+                    processes,
+                    instance,
+                    loopback.redis,
+                    loopback.sandbox,
+                    loopback.env,
+                    loopback.database_url,
+                )
+        finally:
+            processes.stop()
 
 
 def queue_row_status(deployment: Deployment, row_id: str) -> tuple | None:

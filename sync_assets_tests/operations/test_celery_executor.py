@@ -15,12 +15,11 @@ import psutil
 import psycopg
 import pytest
 
-from sync_assets.core.broker import BROKER_SETTING, LocalRedis
-from sync_assets.sandbox.registry import build_sandbox, sandbox_environment, seed_app_tables
 from sync_assets.stats.computations import TABLES
+from sync_assets_tests.celery_loopback import celery_loopback, start_worker
 from sync_assets_tests.conftest import create_database
 from sync_assets_tests.dagster_internals import ReconstructableRepository
-from sync_assets_tests.processes import REPO, Processes, instance_environment, wait_for
+from sync_assets_tests.processes import REPO, Processes, instance_environment
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed (make redis)"
@@ -49,42 +48,15 @@ def step_workers(
     tmp_path_factory: pytest.TempPathFactory, server_url: str
 ) -> Iterator[StepWorkers]:
     tmp = tmp_path_factory.mktemp("celery_steps")
-    database_url = create_database(server_url)
-    redis = LocalRedis().start()
-    sandbox = build_sandbox(scale=0.2).start()
-    env = {
-        **instance_environment(tmp / "home", create_database(server_url, "dagster")),
-        "DATABASE_URL": database_url,
-        BROKER_SETTING: redis.url,
-        **sandbox_environment(sandbox.url),
-    }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    seed_app_tables(0.2)
-    processes = Processes(tmp, env)
-    try:
-        for name in WORKERS:
-            processes.start(
-                name, "celery", "-A", "sync_assets.core.celery_app", "worker", "-Q", "steps",
-                "-c", "1", "-n", f"{name}@%h", "-l", "INFO", "--without-gossip", "--without-mingle",
-            )  # fmt: skip
-        for name in WORKERS:
-            wait_for(
-                lambda name=name: " ready." in processes.output(name),
-                120,
-                f"worker {name} ready",
-                every=0.5,
-            )
-        yield StepWorkers(processes, database_url)
-    finally:
-        processes.stop()
-        sandbox.stop()
-        redis.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    instance_env = instance_environment(tmp / "home", create_database(server_url, "dagster"))
+    with celery_loopback(server_url, instance_env) as loopback:
+        processes = Processes(tmp, loopback.env)
+        try:
+            for name in WORKERS:
+                start_worker(processes, name, "steps")
+            yield StepWorkers(processes, loopback.database_url)
+        finally:
+            processes.stop()
 
 
 def step_hostnames(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:

@@ -128,16 +128,22 @@ def test_each_row_gets_one_run_highest_priority_then_oldest(
     assert len(runs) == 3 and len({r.tags[CLAIM_TAG] for r in runs}) == 3
 
 
-def test_rows_queued_while_a_run_is_in_flight_are_served_together(
-    club, database_url, instance
-) -> None:
-    first = enqueue(database_url, priority=1, minutes=0)
+def queue_run_started(database_url: str, instance: dg.DagsterInstance) -> tuple[str, dg.DagsterRun]:
+    """A queued row claimed by a tick, and its run created and started (as the daemon would)."""
+    job_row = enqueue(database_url, priority=1, minutes=0)
     [request] = tick(instance).run_requests
     job = stats_defs.resolve_job_def("stats_refresh_job")
     run = instance.create_run_for_job(job_def=job, tags=request.tags)
     instance.report_dagster_event(
         dg.DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id
     )
+    return job_row, run
+
+
+def test_rows_queued_while_a_run_is_in_flight_are_served_together(
+    club, database_url, instance
+) -> None:
+    first, run = queue_run_started(database_url, instance)
     write_back(instance, run.run_id, stats_queue_started_sensor, DagsterEventType.RUN_START)
     started = row(database_url, first)
     assert started["status"] == "processing"
@@ -243,18 +249,6 @@ def looks_at_claims(url: str) -> list[dt.datetime]:
             ("%results ? 'claim'%",),
         ).fetchall()
     return [r[0] for r in rows]
-
-
-def queue_run_started(database_url: str, instance: dg.DagsterInstance) -> tuple[str, dg.DagsterRun]:
-    """A queued row claimed by a tick, and its run created and started (as the daemon would)."""
-    job_row = enqueue(database_url, priority=1, minutes=0)
-    [request] = tick(instance).run_requests
-    job = stats_defs.resolve_job_def("stats_refresh_job")
-    run = instance.create_run_for_job(job_def=job, tags=request.tags)
-    instance.report_dagster_event(
-        dg.DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run_id=run.run_id
-    )
-    return job_row, run
 
 
 def wait_for_two_looks(database_url: str, seconds: float) -> None:
