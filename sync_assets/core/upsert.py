@@ -92,7 +92,7 @@ def upsert_rows(
     if missing:
         raise ValueError(f"key columns {missing} are not among the upserted columns of {table}")
     stage = _create_stage(conn, table, columns)
-    staged = _stage_rows(conn, table, stage, columns, rows)
+    staged = copy_rows(conn, f"_stage_{table}", columns, rows)
     if staged == 0:
         conn.execute(sql.SQL("DROP TABLE {}").format(stage))
         return UpsertCounts()
@@ -127,20 +127,18 @@ def _create_stage(conn: psycopg.Connection, table: str, columns: Sequence[str]) 
     return stage
 
 
-def _stage_rows(
-    conn: psycopg.Connection,
-    table: str,
-    stage: sql.Identifier,
-    columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
+def copy_rows(
+    conn: psycopg.Connection, stage: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> int:
-    """COPY `rows` into the stage in batches (binary while the values allow it); how many."""
+    """COPY `rows` into the temp table `stage` (whose columns are `columns`, in that order) in
+    batches, binary while the values allow it; how many rows."""
+    stage_id = sql.Identifier(stage)
     types = [
         row[0]
         for row in conn.execute(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
             " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            (f"pg_temp._stage_{table}",),
+            (f"pg_temp.{stage}",),
         )
     ]
     cols = _identifiers(columns)
@@ -151,14 +149,14 @@ def _stage_rows(
         if binary:
             try:
                 with conn.transaction():  # a savepoint: a failed binary batch leaves no trace
-                    _copy_batch(conn, stage, cols, batch, types)
+                    _copy_batch(conn, stage_id, cols, batch, types)
             except (TypeError, ValueError, OverflowError, psycopg.Error):
                 # Binary COPY needs each Python value to match its column's type exactly (a
                 # float for a numeric, a str for a date) and to fit it; text COPY lets the
                 # server parse it, and refuse what does not fit with the value in the error.
                 binary = False
         if not binary:
-            _copy_batch(conn, stage, cols, batch, None)
+            _copy_batch(conn, stage_id, cols, batch, None)
         staged += len(batch)
     return staged
 
@@ -200,13 +198,31 @@ def _merge_statement(
     touch_column: str | None,
 ) -> sql.Composable:
     """INSERT ... ON CONFLICT from `source`, answering (inserted, updated)."""
-    target = sql.Identifier(table)
-    value_columns = [c for c in columns if c not in key_columns]
     has_touch = (
         touch_column is not None
         and touch_column not in columns
         and _has_column(conn, table, touch_column)
     )
+    return upsert_statement(
+        table, source, columns, key_columns, touch_column=touch_column if has_touch else None
+    )
+
+
+def upsert_statement(
+    table: str,
+    source: sql.Composable,
+    columns: Sequence[str],
+    key_columns: Sequence[str],
+    *,
+    touch_column: str | None,
+) -> sql.Composable:
+    """`INSERT ... ON CONFLICT` of `columns` from `source` (a table, or `(query) AS name`,
+    holding no key twice) into `table`, answering one row: (inserted, updated). Rows whose
+    values did not change are not rewritten; `touch_column` (a column of `table`, or None) is set
+    to now() on insert and on a real change."""
+    target = sql.Identifier(table)
+    value_columns = [c for c in columns if c not in key_columns]
+    has_touch = touch_column is not None
     insert_cols = list(columns) + ([touch_column] if has_touch else [])
     select_values = [sql.Identifier(c) for c in columns] + ([sql.SQL("now()")] if has_touch else [])
     return sql.SQL(
@@ -221,8 +237,14 @@ def _merge_statement(
         target=target,
         insert_cols=_identifiers(insert_cols),  # type: ignore[arg-type]
         select_values=sql.SQL(", ").join(select_values),
-        conflict=_on_conflict(target, value_columns, touch_column if has_touch else None),
+        conflict=_on_conflict(target, value_columns, touch_column),
     )
+
+
+def upserted_counts(rows: int, answer: Sequence[int]) -> UpsertCounts:
+    """The counts of an `upsert_statement` over `rows` rows, from its answer."""
+    inserted, updated = answer
+    return UpsertCounts(inserted=inserted, updated=updated, unchanged=rows - inserted - updated)
 
 
 def _on_conflict(

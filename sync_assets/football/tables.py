@@ -19,15 +19,72 @@ from importlib import resources
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from sync_assets.core.ahead import StatementsAhead
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.redaction import redact
-from sync_assets.core.upsert import UpsertCounts, upsert_rows
+from sync_assets.core.upsert import (
+    UpsertCounts,
+    copy_rows,
+    upsert_rows,
+    upsert_statement,
+    upserted_counts,
+)
 from sync_assets.core.validation import SAMPLE_SIZE, TooManyInvalidError, validate_records
 from sync_assets.football import schemas, unchanged
 from sync_assets.football.schemas import parse_date
 
 TABLES = ("countries", "leagues", "seasons", "season_coverage")
+LEAGUE_COLUMNS = ("id", "name", "type", "logo", "country_id", "slug")
+SEASON_COLUMNS = ("league_id", "year", "start_date", "end_date", "current")
+# A chunk's rows wait in two temp tables: its leagues, and its seasons each with its coverage
+# flags (NULL when the coverage was invalid), joined to the seasons' ids in PostgreSQL.
+CHUNK_LEAGUES = "_chunk_leagues"
+CHUNK_SEASONS = "_chunk_seasons"
+CHUNK_SEASON_COLUMNS = (*SEASON_COLUMNS, *schemas.COVERAGE_COLUMNS)
+CREATE_CHUNK_STAGES = sql.SQL(
+    "DROP TABLE IF EXISTS {leagues}, {seasons};"
+    " CREATE TEMP TABLE {leagues} ON COMMIT DROP AS SELECT {league_columns} FROM leagues"
+    " WITH NO DATA;"
+    " CREATE TEMP TABLE {seasons} ON COMMIT DROP AS SELECT {season_columns}, {coverage_columns}"
+    " FROM seasons s, season_coverage c WITH NO DATA"
+).format(
+    leagues=sql.Identifier(CHUNK_LEAGUES),
+    seasons=sql.Identifier(CHUNK_SEASONS),
+    league_columns=sql.SQL(", ").join(map(sql.Identifier, LEAGUE_COLUMNS)),
+    season_columns=sql.SQL(", ").join(sql.Identifier("s", c) for c in SEASON_COLUMNS),
+    coverage_columns=sql.SQL(", ").join(sql.Identifier("c", c) for c in schemas.COVERAGE_COLUMNS),
+)
+UPSERT_CHUNK_LEAGUES = upsert_statement(
+    "leagues", sql.Identifier(CHUNK_LEAGUES), LEAGUE_COLUMNS, ["id"], touch_column="updated_at"
+)
+UPSERT_CHUNK_SEASONS = upsert_statement(
+    "seasons",
+    sql.Identifier(CHUNK_SEASONS),
+    SEASON_COLUMNS,
+    ["league_id", "year"],
+    touch_column="updated_at",
+)
+UPSERT_CHUNK_COVERAGE = upsert_statement(
+    "season_coverage",
+    sql.SQL(
+        "(SELECT s.id AS season_id, {coverage} FROM {stage} c"
+        " JOIN seasons s ON s.league_id = c.league_id AND s.year = c.year"
+        " WHERE c.{first_flag} IS NOT NULL) AS covered"
+    ).format(
+        coverage=sql.SQL(", ").join(sql.Identifier("c", c) for c in schemas.COVERAGE_COLUMNS),
+        stage=sql.Identifier(CHUNK_SEASONS),
+        first_flag=sql.Identifier(schemas.COVERAGE_COLUMNS[0]),
+    ),
+    ["season_id", *schemas.COVERAGE_COLUMNS],
+    ["season_id"],
+    touch_column="updated_at",
+)
+EMPTY_CHUNK_STAGES = sql.SQL("TRUNCATE {}, {}").format(
+    sql.Identifier(CHUNK_LEAGUES), sql.Identifier(CHUNK_SEASONS)
+)
+NO_COVERAGE = (None,) * len(schemas.COVERAGE_COLUMNS)
 # A validated coverage object's flags in column order (itemgetter: 100,000 seasons per sync).
 FIXTURE_FLAGS_OF = operator.itemgetter(*schemas.COVERAGE_FIXTURE_FLAGS)
 SEASON_FLAGS_OF = operator.itemgetter(*schemas.COVERAGE_SEASON_FLAGS)
@@ -155,6 +212,7 @@ class FootballWriter:
         self.report = SyncReport()
         self.previous = previous if previous and previous.chunk_size == chunk_size else None
         self.digests = unchanged.ChunkDigests(chunk_size=chunk_size)
+        self.ahead = StatementsAhead(conn)
         existing = conn.execute("SELECT name, id, slug FROM countries").fetchall()
         self.country_ids: dict[str, int] = {name: cid for name, cid, _ in existing}
         self.country_slugs = _Slugs({name: slug for name, _, slug in existing}, "country")
@@ -165,6 +223,7 @@ class FootballWriter:
     # countries -------------------------------------------------------------------------------
     def write_countries(self, items: Iterable[Any], *, source: str = "/countries") -> None:
         """Validate and upsert countries (all of `/countries`: a few hundred at most)."""
+        self.ahead.settle()  # COPY (in upsert_rows) cannot run beside statements in flight
         report = self.report.tables["countries"]
         records = []
         for item in items:
@@ -202,22 +261,25 @@ class FootballWriter:
     def write_leagues(self, items: Iterable[Any], expected: int) -> None:
         """Validate and upsert league items chunk by chunk, with their seasons and coverage.
 
-        `expected` (the number of items in the answer) lets the sync stop as soon as the
-        invalid leagues already exceed the threshold.
+        Each chunk's upserts are sent ahead: PostgreSQL writes one chunk while the next is
+        parsed and validated. `expected` (the number of items in the answer) lets the sync stop
+        as soon as the invalid leagues already exceed the threshold.
         """
+        self.conn.execute(CREATE_CHUNK_STAGES)
         iterator = iter(items)
         position = 0
-        while chunk := list(itertools.islice(iterator, self.chunk_size)):
-            self._write_or_skip_chunk(chunk, position)
-            position += len(chunk)
-            leagues = self.report.tables["leagues"]
-            if expected and leagues.invalid > self.threshold * expected:
-                raise TooManyInvalidError(
-                    f"leagues: {leagues.invalid} of {expected} items invalid already (more than "
-                    f"{self.threshold:.0%}); stopped, nothing was written. "
-                    f"Samples: {leagues.samples[:3]}"
-                )
-            self.progress(f"{position} of {expected or '?'} leagues written")
+        with self.ahead:
+            while chunk := list(itertools.islice(iterator, self.chunk_size)):
+                self._write_or_skip_chunk(chunk, position)
+                position += len(chunk)
+                leagues = self.report.tables["leagues"]
+                if expected and leagues.invalid > self.threshold * expected:
+                    raise TooManyInvalidError(
+                        f"leagues: {leagues.invalid} of {expected} items invalid already (more "
+                        f"than {self.threshold:.0%}); stopped, nothing was written. "
+                        f"Samples: {leagues.samples[:3]}"
+                    )
+                self.progress(f"{position} of {expected or '?'} leagues validated and sent")
 
     def _write_or_skip_chunk(self, chunk: list[Any], offset: int) -> None:
         source = unchanged.source_digest(chunk)
@@ -227,11 +289,12 @@ class FootballWriter:
             recorded is not None
             and source == recorded.source
             and id_range == (recorded.first_id, recorded.last_id)
-            and recorded.still_stored(self.conn)
         ):
-            self._count_unchanged(recorded.counts)
-            self.digests.add(recorded)
-            return
+            self.ahead.settle()  # the range's rows as the chunks before it left them
+            if recorded.still_stored(self.conn):
+                self._count_unchanged(recorded.counts)
+                self.digests.add(recorded)
+                return
         before = self.report.totals()
         self._write_chunk(chunk, offset)
         changes = list(zip(TABLES, before, self.report.totals(), strict=True))
@@ -242,11 +305,17 @@ class FootballWriter:
         }
         # Only a chunk with nothing invalid can be skipped later: its samples are not kept.
         valid = all(start[1] == after[1] for _, start, after in changes)
+        index = len(self.digests.chunks)
+        self.digests.add(None)
         if valid and source is not None and id_range is not None:
-            content = unchanged.content_digest(self.conn, *id_range)
-            self.digests.add(unchanged.ChunkDigest(source, *id_range, content, counts))
-        else:
-            self.digests.add(None)
+
+            def record(cursor: psycopg.Cursor) -> None:
+                content = cursor.fetchone()[0]  # type: ignore[index]
+                digest = unchanged.ChunkDigest(source, *id_range, content, counts)
+                self.digests.chunks[index] = digest
+
+            first, last = id_range
+            self.ahead.send(unchanged.CONTENT_DIGEST, {"first": first, "last": last}, record)
 
     def write_leagues_or_count_unchanged(
         self, items: Iterable[Any], expected: int, answer: str
@@ -340,18 +409,14 @@ class FootballWriter:
                 slug,
             )
             season_items.extend((league_id, s) for s in seasons_of[position])
-        leagues.add_written(
-            upsert_rows(
-                self.conn,
-                "leagues",
-                ["id", "name", "type", "logo", "country_id", "slug"],
-                rows.values(),
-                ["id"],
-            )
-        )
-        self._write_seasons(season_items)
+        season_rows, covered = self._season_rows(season_items)
+        self._send_chunk(list(rows.values()), season_rows, covered)
 
-    def _write_seasons(self, season_items: list[tuple[int, Any]]) -> None:
+    def _season_rows(
+        self, season_items: list[tuple[int, Any]]
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """The valid seasons as rows of `_chunk_seasons` (one per league and year, each with
+        its coverage flags, or NULLs when its coverage is invalid); and how many are covered."""
         seasons = self.report.tables["seasons"]
         league_ids: list[int] = []
         records: list[dict[str, Any]] = []
@@ -364,7 +429,7 @@ class FootballWriter:
             seasons.invalid += 1
             seasons.add_samples([_shape_sample(season, "a season object")], f"league {league_id}")
         if not records:
-            return
+            return [], 0
         outcome = validate_records(schemas.SEASONS, records)
         seasons.invalid += len(outcome.rejected)
         seasons.add_samples(outcome.samples, "seasons")
@@ -383,45 +448,42 @@ class FootballWriter:
                 if chosen[key][0][4] and not current:
                     continue
             chosen[key] = (row, get("coverage"))
-        seasons.add_written(
-            upsert_rows(
-                self.conn,
-                "seasons",
-                ["league_id", "year", "start_date", "end_date", "current"],
-                (row for row, _ in chosen.values()),
-                ["league_id", "year"],
-            )
-        )
-        ids = {
-            (league_id, year): sid
-            for sid, league_id, year in self.conn.execute(
-                "SELECT id, league_id, year FROM seasons WHERE league_id = ANY(%s)",
-                (sorted({k[0] for k in chosen}),),
-            )
-        }
-        self._write_coverage([(ids[key], cover) for key, (_, cover) in chosen.items()])
-
-    def _write_coverage(self, items: list[tuple[int, Any]]) -> None:
-        report = self.report.tables["season_coverage"]
-        report.fetched += len(items)
-        covers = [cover for _, cover in items]
+        coverage = self.report.tables["season_coverage"]
+        coverage.fetched += len(chosen)
+        covers = [cover for _, cover in chosen.values()]
         outcome = validate_records(schemas.COVERAGES, covers)
-        report.invalid += len(outcome.rejected)
-        report.add_samples(outcome.samples, "season coverage")
-        written = (
-            (season_id, *FIXTURE_FLAGS_OF(cover["fixtures"]), *SEASON_FLAGS_OF(cover))
-            for position, (season_id, cover) in enumerate(items)
-            if position not in outcome.rejected
-        )
-        report.add_written(
-            upsert_rows(
-                self.conn,
-                "season_coverage",
-                ["season_id", *schemas.COVERAGE_COLUMNS],
-                written,
-                ["season_id"],
-            )
-        )
+        coverage.invalid += len(outcome.rejected)
+        coverage.add_samples(outcome.samples, "season coverage")
+        rejected = outcome.rejected
+        rows = [
+            (*row, *FIXTURE_FLAGS_OF(cover["fixtures"]), *SEASON_FLAGS_OF(cover))
+            if not (rejected and position in rejected)
+            else (*row, *NO_COVERAGE)
+            for position, (row, cover) in enumerate(chosen.values())
+        ]
+        return rows, len(chosen) - len(rejected)
+
+    def _send_chunk(
+        self, league_rows: list[tuple[Any, ...]], season_rows: list[tuple[Any, ...]], covered: int
+    ) -> None:
+        """Stage the chunk's rows (once PostgreSQL is done with the chunk before) and send its
+        upserts ahead."""
+        self.ahead.settle()
+        copy_rows(self.conn, CHUNK_LEAGUES, LEAGUE_COLUMNS, league_rows)
+        copy_rows(self.conn, CHUNK_SEASONS, CHUNK_SEASON_COLUMNS, season_rows)
+        for table, statement, rows in (
+            ("leagues", UPSERT_CHUNK_LEAGUES, len(league_rows)),
+            ("seasons", UPSERT_CHUNK_SEASONS, len(season_rows)),
+            ("season_coverage", UPSERT_CHUNK_COVERAGE, covered),
+        ):
+            self.ahead.send(statement, then=self._written_to(table, rows))
+        self.ahead.send(EMPTY_CHUNK_STAGES)
+
+    def _written_to(self, table: str, rows: int) -> Callable[[psycopg.Cursor], None]:
+        def add(cursor: psycopg.Cursor) -> None:
+            self.report.tables[table].add_written(upserted_counts(rows, cursor.fetchone()))  # type: ignore[arg-type]
+
+        return add
 
     def check(self) -> None:
         """Fail (the caller rolls back) when any table's invalid share is above the threshold."""
