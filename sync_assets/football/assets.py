@@ -24,6 +24,7 @@ from sync_assets.football.client import (
     ProviderKeyError,
     ProviderQuotaError,
     iter_items,
+    iter_items_with_text,
     refuse_empty,
 )
 
@@ -201,7 +202,9 @@ def _write_tables(
         )
         writer.write_countries(iter_items(downloads["countries"]))
         answer = unchanged.answer_digest(leagues.pages)
-        writer.write_leagues_or_count_unchanged(iter_items(leagues), leagues.results or 0, answer)
+        writer.write_leagues_or_count_unchanged(
+            iter_items_with_text(leagues), leagues.results or 0, answer
+        )
         if writer.report.tables["leagues"].fetched == 0:
             refuse_empty(leagues)
         writer.check()

@@ -14,7 +14,7 @@ HTTP 429 with `Retry-After`, 499, 5xx and connection errors are retried by `core
 without `Retry-After` (API-Football's per-minute limit: `{"rateLimit": ...}`, no header) is the
 rate-limit error above, since urllib3's few-second backoff cannot outlast a minute. A body that is
 not complete JSON is fetched again. Bodies stream to a temporary file and are read back item by
-item (`iter_items`), so memory does not grow with the number of leagues.
+item (`iter_items`, `core.json_stream`), so memory does not grow with the number of leagues.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from sync_assets.core.http import (
     key_fingerprint,
     token_bucket,
 )
+from sync_assets.core.json_stream import JsonStreamError, array_items
 from sync_assets.core.settings import optional_setting, require_setting
 
 DEFAULT_BASE_URL = "https://v3.football.api-sports.io"
@@ -50,8 +51,9 @@ KEY_SETTING = "SPORTS_PROVIDER_API_KEY"
 KEY_HOW = "export your API-Football key (dashboard.api-football.com > Account > My Access)"
 ENVELOPE_KEYS = ("get", "parameters", "errors", "results", "paging", "response")
 MAX_PAGES = 500
-# ijson's C backend (yajl) stops at integers beyond int64 and floats beyond a double; the pure
-# Python one reads any JSON number (non-integers as Decimal), slowly, so only such pages use it.
+# The envelope before `response` is read with ijson. Its C backend (yajl) stops at integers
+# beyond int64 and floats beyond a double; the pure Python one reads any JSON number
+# (non-integers as Decimal), slowly, so only such pages use it.
 EXACT_NUMBERS = ijson.get_backend("python")
 ERROR_BODY_BYTES = 1 << 16
 
@@ -125,12 +127,6 @@ def _events(handle: BinaryIO, exact: bool) -> Iterator[tuple[str, str, Any]]:
     return EXACT_NUMBERS.parse(handle) if exact else ijson.parse(handle, use_float=True)
 
 
-def _items(handle: BinaryIO, exact: bool) -> Iterator[Any]:
-    if exact:
-        return EXACT_NUMBERS.items(handle, "response.item")
-    return ijson.items(handle, "response.item", use_float=True)
-
-
 def _parsed[T](read: Callable[[Path, bool], T], path: Path) -> tuple[T, bool]:
     """`read(path, exact)` with the fast parser, else with exact numbers when one overflowed.
 
@@ -201,31 +197,27 @@ def _skip_value(events: Iterator[tuple[str, str, Any]]) -> None:
 
 
 def iter_items(download: Download) -> Iterator[Any]:
-    """Every item of `response`, page after page, parsed as it is read (and counted).
+    """Every item of `response`, page after page, parsed as it is read (and counted)."""
+    for item, _text in iter_items_with_text(download):
+        yield item
 
-    A page with a number beyond what the fast parser holds is read again from its start with
-    exact numbers, skipping the items already given. Raises BrokenBodyError when a page is not
-    complete JSON.
-    """
+
+def iter_items_with_text(download: Download) -> Iterator[tuple[Any, str]]:
+    """Every item of `response` with the JSON text it was read from, page after page, parsed
+    as it is read (and counted). Raises BrokenBodyError when a page is not complete JSON."""
     download.counted = []
     for page in download.pages:
         given = 0
-        exact = False
-        while True:
+        with page.open("rb") as handle:
             try:
-                with page.open("rb") as handle:
-                    for number, item in enumerate(_items(handle, exact)):
-                        if number >= given:
-                            given += 1
-                            yield item
-                break
-            except ijson.JSONError as exc:
-                if exact or "overflow" not in str(exc):
-                    raise BrokenBodyError(
-                        f"/{download.endpoint}: the answer is not complete JSON ({exc})",
-                        download.endpoint,
-                    ) from None
-                exact = True
+                for item in array_items(handle, "response"):
+                    given += 1
+                    yield item
+            except JsonStreamError as exc:
+                raise BrokenBodyError(
+                    f"/{download.endpoint}: the answer is not complete JSON ({exc})",
+                    download.endpoint,
+                ) from None
         download.counted.append(given)
 
 

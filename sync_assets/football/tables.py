@@ -8,12 +8,13 @@ the caller's transaction is rolled back and nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import operator
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -22,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from sync_assets.core.ahead import StatementsAhead
+from sync_assets.core.foreign_keys import all_empty, foreign_keys_set_aside
 from sync_assets.core.postgres import PostgresResource
 from sync_assets.core.redaction import redact
 from sync_assets.core.upsert import (
@@ -258,8 +260,9 @@ class FootballWriter:
             self.country_ids[name] = cid
 
     # leagues, seasons, coverage ----------------------------------------------------------------
-    def write_leagues(self, items: Iterable[Any], expected: int) -> None:
-        """Validate and upsert league items chunk by chunk, with their seasons and coverage.
+    def write_leagues(self, items: Iterable[tuple[Any, str]], expected: int) -> None:
+        """Validate and upsert league items (each with the text it was parsed from) chunk by
+        chunk, with their seasons and coverage.
 
         Each chunk's upserts are sent ahead: PostgreSQL writes one chunk while the next is
         parsed and validated. `expected` (the number of items in the answer) lets the sync stop
@@ -268,7 +271,12 @@ class FootballWriter:
         self.conn.execute(CREATE_CHUNK_STAGES)
         iterator = iter(items)
         position = 0
-        with self.ahead:
+        tables = unchanged.COUNTED_TABLES
+        # A first load checks the foreign keys of its 100,000 rows once, at the end.
+        keys = foreign_keys_set_aside if all_empty(self.conn, tables) else _keys_kept
+        with keys(self.conn, tables) as set_aside, self.ahead:
+            if set_aside:
+                self.progress(f"{', '.join(tables)} empty: foreign keys checked after the load")
             while chunk := list(itertools.islice(iterator, self.chunk_size)):
                 self._write_or_skip_chunk(chunk, position)
                 position += len(chunk)
@@ -281,8 +289,9 @@ class FootballWriter:
                     )
                 self.progress(f"{position} of {expected or '?'} leagues validated and sent")
 
-    def _write_or_skip_chunk(self, chunk: list[Any], offset: int) -> None:
-        source = unchanged.source_digest(chunk)
+    def _write_or_skip_chunk(self, read: list[tuple[Any, str]], offset: int) -> None:
+        chunk = [item for item, _ in read]
+        source = unchanged.source_digest([text for _, text in read])
         id_range = unchanged.league_id_range(chunk)
         recorded = self.previous.get(len(self.digests.chunks)) if self.previous else None
         if (
@@ -307,7 +316,7 @@ class FootballWriter:
         valid = all(start[1] == after[1] for _, start, after in changes)
         index = len(self.digests.chunks)
         self.digests.add(None)
-        if valid and source is not None and id_range is not None:
+        if valid and id_range is not None:
 
             def record(cursor: psycopg.Cursor) -> None:
                 content = cursor.fetchone()[0]  # type: ignore[index]
@@ -318,7 +327,7 @@ class FootballWriter:
             self.ahead.send(unchanged.CONTENT_DIGEST, {"first": first, "last": last}, record)
 
     def write_leagues_or_count_unchanged(
-        self, items: Iterable[Any], expected: int, answer: str
+        self, items: Iterable[tuple[Any, str]], expected: int, answer: str
     ) -> None:
         """`write_leagues`, unless `answer` (the digest of the `/leagues` answer's bytes) is the
         last sync's and every chunk of it is still stored as written: then every league, season
@@ -489,6 +498,11 @@ class FootballWriter:
         """Fail (the caller rolls back) when any table's invalid share is above the threshold."""
         for table in TABLES:
             self.report.tables[table].check(table, self.threshold)
+
+
+@contextlib.contextmanager
+def _keys_kept(_conn: psycopg.Connection, _tables: Sequence[str]) -> Iterator[bool]:
+    yield False
 
 
 def _shape_sample(value: Any, expected: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 A chunk (its leagues with their seasons and coverage) is skipped when all three hold:
 
 1. its items are exactly those the last successful sync read at the same position (a digest of
-   the parsed items and `WRITER_VERSION`);
+   their text in the answer and `WRITER_VERSION`);
 2. nothing in it was invalid then (its samples are not kept; duplicates are, as counts);
 3. the rows of its range of league ids are still what that sync left: a digest PostgreSQL
    computes over them now equals the one computed right after the chunk was written. A row
@@ -19,13 +19,11 @@ in a table.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 import xxhash
 from psycopg import sql
@@ -34,7 +32,7 @@ from sync_assets.football.schemas import COVERAGE_COLUMNS, is_id
 
 # Bump whenever the rows written for the same items change (a new column, slugs made another
 # way): the chunks recorded by older syncs then stop matching and are written again.
-WRITER_VERSION = 2
+WRITER_VERSION = 3
 METADATA_KEY = "chunk_digests"
 # The tables a chunk writes; countries are written whole every sync.
 COUNTED_TABLES = ("leagues", "seasons", "season_coverage")
@@ -155,14 +153,14 @@ def answer_digest(pages: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def source_digest(chunk: Sequence[Any]) -> str | None:
-    """A digest of the chunk's items as parsed; None when they cannot be serialized (integers
-    beyond 64 bits, which also make the chunk invalid)."""
-    try:
-        text = orjson.dumps([WRITER_VERSION, chunk], option=orjson.OPT_SORT_KEYS, default=str)
-    except orjson.JSONEncodeError:
-        return None
-    return hashlib.blake2b(text, digest_size=16).hexdigest()
+def source_digest(texts: Sequence[str]) -> str:
+    """A digest of a chunk's items as the answer wrote them (the text each was parsed from)."""
+    digest = xxhash.xxh3_128(f"{WRITER_VERSION}".encode())
+    for text in texts:
+        # NUL cannot occur in JSON text, so the items' boundaries are part of the digest.
+        digest.update(text.encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
 
 
 def league_id_range(chunk: Sequence[Any]) -> tuple[int, int] | None:

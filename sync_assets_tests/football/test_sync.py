@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dagster as dg
+
 from sync_assets.sandbox import football as sandbox
 from sync_assets_tests.football.conftest import (
     LEAGUES,
@@ -79,6 +81,35 @@ def test_rerunning_converges_and_rewrites_nothing(football, database_url) -> Non
         assert (meta["inserted"], meta["updated"]) == (0, 0), table
         assert meta["unchanged"] == meta["valid"] - meta["duplicates_dropped"]
     assert dump(database_url) == before  # updated_at included: nothing was rewritten
+
+
+FOREIGN_KEYS = """SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE contype = 'f' AND connamespace = 'football'::regnamespace ORDER BY 1"""
+
+
+def test_a_first_load_checks_the_foreign_keys_once_at_its_end(football, database_url) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    keys = [
+        ("leagues", "FOREIGN KEY (country_id) REFERENCES countries(id)"),
+        ("season_coverage", "FOREIGN KEY (season_id) REFERENCES seasons(id)"),
+        ("seasons", "FOREIGN KEY (league_id) REFERENCES leagues(id)"),
+    ]
+
+    def keys_set_aside(result: dg.ExecuteInJobResult) -> bool:
+        return any(
+            "foreign keys checked after the load" in entry.user_message
+            for entry in instance.all_logs(result.run_id)
+        )
+
+    first = sync(instance=instance)
+    assert keys_set_aside(first)
+    assert query(database_url, FOREIGN_KEYS) == keys
+    # Tables holding rows keep their keys: new rows are checked as they come.
+    configure(football, leagues=LEAGUES + 10)
+    more = sync(instance=instance)
+    assert not keys_set_aside(more)
+    assert metadata(more, "leagues")["inserted"] == 10
+    assert query(database_url, FOREIGN_KEYS) == keys
 
 
 def test_a_change_at_the_provider_updates_only_what_changed(football, database_url) -> None:
