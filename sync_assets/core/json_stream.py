@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 BLOCK = 1 << 20
 WHITESPACE = re.compile(r"[ \t\n\r]*")
+NUMBER_TAIL = re.compile(r"[0-9eE+\-.]*\Z")
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -146,8 +147,9 @@ class _Window:
                 raise JsonStreamError(f"{exc.msg} at character {self.consumed + exc.pos}") from None
             except ValueError as exc:  # an integer of more digits than Python converts
                 raise JsonStreamError(f"{exc} at {self.where()}") from None
-            # A number ending the window may go on in the next block.
-            if end == len(self.text) and self._more():
+            # A number the window cuts ("12" of "123", "1" of "1e400") may go on in the next
+            # block: so may anything followed by nothing but number characters.
+            if NUMBER_TAIL.match(self.text, end) and self._more():
                 continue
             text = self.text[self.pos : end]
             self.pos = end
