@@ -30,8 +30,9 @@ def foreign_keys_set_aside(conn: psycopg.Connection, tables: Sequence[str]) -> I
     Adding a key back checks every row in one join, where a kept key checks each inserted row
     with a lookup that also locks the row it points at: that is about half of what inserting
     96,000 seasons and their coverage costs (PostgreSQL's "Populating a Database" advice). Meant
-    for filling empty tables: the tables stay locked (ACCESS EXCLUSIVE) until the transaction
-    ends, so a reader waits for the first load instead of reading a half-filled table.
+    for filling empty tables: the tables, and the tables their keys point at, stay locked
+    (ACCESS EXCLUSIVE) until the transaction ends, so a reader waits for the first load instead
+    of reading a half-filled table.
 
     Yields whether the keys were set aside. They are not when readers keep the lock from being
     granted within KEY_LOCK_WAIT: the block then runs with the keys in place. A row the block
