@@ -18,9 +18,8 @@ class StatementsAhead:
 
     `settle()` waits for everything sent and hands each result to its callback, in the order
     sent; a failed statement raises there, and the ones sent after it were not run. COPY cannot
-    run in a pipeline: settle before one. Use as a context manager, so an error leaves the
-    connection out of pipeline mode (leaving the block without
-    an error settles).
+    run in a pipeline: settle before one. Use as a context manager: leaving the block settles,
+    and an error in it leaves the connection out of pipeline mode.
     """
 
     def __init__(self, conn: psycopg.Connection) -> None:
