@@ -35,7 +35,8 @@ def foreign_keys_set_aside(conn: psycopg.Connection, tables: Sequence[str]) -> I
     of reading a half-filled table.
 
     Yields whether the keys were set aside. They are not when readers keep the lock from being
-    granted within KEY_LOCK_WAIT: the block then runs with the keys in place. A row the block
+    granted within KEY_LOCK_WAIT, or when the role may write the tables but does not own them:
+    the block then runs with the keys in place. A row the block
     wrote that breaks a key fails when the key is added back, naming it. If the block raises,
     nothing is added back: the caller's rollback restores the keys.
     """
@@ -48,7 +49,7 @@ def foreign_keys_set_aside(conn: psycopg.Connection, tables: Sequence[str]) -> I
 def _drop_foreign_keys(
     conn: psycopg.Connection, tables: Sequence[str]
 ) -> list[sql.Composable] | None:
-    """Drop the keys; the statements adding them back, or None when the lock was not granted."""
+    """Drop the keys; the statements adding them back, or None when they could not be dropped."""
     keys = conn.execute(
         """SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
             FROM pg_constraint c
@@ -67,7 +68,7 @@ def _drop_foreign_keys(
                     )
                 )
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (previous,))
-    except psycopg.errors.LockNotAvailable:
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.InsufficientPrivilege):
         return None
     return [
         sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(

@@ -70,3 +70,22 @@ def test_a_reader_holding_the_table_keeps_the_keys_in_place(db: PostgresResource
     with db.connect() as conn:
         assert conn.execute(KEYS).fetchall() == KEPT
         assert conn.execute("SELECT id FROM fk_parents").fetchall() == [(1,)]
+
+
+def test_a_role_that_does_not_own_the_tables_keeps_the_keys(db: PostgresResource) -> None:
+    with db.connect() as conn:
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE fk_writer; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        conn.execute("GRANT USAGE ON SCHEMA fk_test TO fk_writer")
+        conn.execute("GRANT SELECT, INSERT ON fk_parents, fk_children TO fk_writer")
+        conn.commit()
+    with db.transaction() as conn:
+        conn.execute("SET LOCAL ROLE fk_writer")
+        with foreign_keys_set_aside(conn, ["fk_children"]) as set_aside:
+            assert not set_aside
+            conn.execute("INSERT INTO fk_parents VALUES (1)")
+            conn.execute("INSERT INTO fk_children VALUES (1, 1)")
+    with db.connect() as conn:
+        assert conn.execute(KEYS).fetchall() == KEPT
+        assert conn.execute("SELECT * FROM fk_children").fetchall() == [(1, 1)]
