@@ -14,7 +14,7 @@ import itertools
 import operator
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -273,8 +273,12 @@ class FootballWriter:
         position = 0
         tables = unchanged.COUNTED_TABLES
         # A first load checks the foreign keys of its 100,000 rows once, at the end.
-        keys = foreign_keys_set_aside if all_empty(self.conn, tables) else _keys_kept
-        with keys(self.conn, tables) as set_aside, self.ahead:
+        keys = (
+            foreign_keys_set_aside(self.conn, tables)
+            if all_empty(self.conn, tables)
+            else contextlib.nullcontext(False)
+        )
+        with keys as set_aside, self.ahead:
             if set_aside:
                 self.progress(f"{', '.join(tables)} empty: foreign keys checked after the load")
             while chunk := list(itertools.islice(iterator, self.chunk_size)):
@@ -498,11 +502,6 @@ class FootballWriter:
         """Fail (the caller rolls back) when any table's invalid share is above the threshold."""
         for table in TABLES:
             self.report.tables[table].check(table, self.threshold)
-
-
-@contextlib.contextmanager
-def _keys_kept(_conn: psycopg.Connection, _tables: Sequence[str]) -> Iterator[bool]:
-    yield False
 
 
 def _shape_sample(value: Any, expected: str) -> dict[str, Any]:
